@@ -1,0 +1,370 @@
+"""Applying and rolling back migrations on ONE connection, each atomically with its records.
+
+A transactional migration, its ``_yoyo_migration``/``_yoyo_log`` rows and our checksum record
+commit in one transaction: a crash at any instant leaves it fully applied and recorded, or not
+at all (yoyo commits the migration and its records separately — NOTES §2). Non-transactional
+migrations run statement by statement in autocommit; a failure reports exactly what ran.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from job import redact, signals, tracking
+from job.errors import MigrationFailed
+from job.migrations import Migration, Step, line_of_error
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from job.settings import Settings
+
+LOCK_NOT_AVAILABLE = "55P03"
+
+BLOCKERS_SQL = """
+SELECT a.pid, a.application_name, host(a.client_addr), a.state,
+       left(a.query, 200), round(extract(epoch FROM now() - a.xact_start)::numeric, 1)
+FROM pg_stat_activity a WHERE a.pid = ANY(pg_blocking_pids(%s))
+"""
+
+INVALID_INDEXES_SQL = """
+SELECT n.nspname || '.' || c.relname
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE NOT i.indisvalid AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+"""
+
+
+@dataclass
+class Applied:
+    id: str
+    duration_s: float
+    transactional: bool
+
+    def summary(self) -> dict[str, Any]:
+        return {"id": self.id, "duration_s": round(self.duration_s, 3)}
+
+
+class BlockerWatcher:
+    """Notes who blocks a long-waiting statement, from the lock connection, while it waits.
+
+    Once ``lock_timeout`` fires the wait is over and ``pg_blocking_pids`` is empty, so the
+    blockers must be observed during the wait.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], mutex: threading.Lock, target_pid: int,
+                 lock_timeout: float) -> None:
+        self.conn, self.mutex, self.pid = conn, mutex, target_pid
+        self.threshold = max(0.02, lock_timeout / 3)
+        self.interval = max(0.01, min(0.5, lock_timeout / 6))
+        self.active_since: float | None = None
+        self.blockers: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="blocker-watcher", daemon=True)
+
+    def start(self) -> BlockerWatcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def begin(self) -> None:
+        self.blockers = []
+        self.active_since = time.monotonic()
+
+    def end(self) -> None:
+        self.active_since = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            since = self.active_since
+            if since is None or time.monotonic() - since < self.threshold:
+                continue
+            try:
+                with self.mutex:
+                    rows = self.conn.execute(BLOCKERS_SQL, (self.pid,)).fetchall()
+            except Exception:
+                continue
+            if rows and self.active_since is not None:
+                self.blockers = [
+                    {"pid": r[0], "application_name": r[1], "client_addr": r[2] or "local",
+                     "state": r[3], "query": redact.scrub(r[4] or ""), "xact_age_s": float(r[5])
+                     if r[5] is not None else None}
+                    for r in rows
+                ]
+
+
+class Applier:
+    def __init__(self, conn: psycopg.Connection[Any], settings: Settings, log: Any,
+                 watcher: BlockerWatcher | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.conn = conn
+        self.settings = settings
+        self.log = log
+        self.watcher = watcher
+        self.sleep = sleep
+        self.cur = conn.cursor()
+        self.applied: list[Applied] = []
+
+    # -- apply -------------------------------------------------------------------------------
+    def apply(self, pending: Sequence[Migration], post_apply: Sequence[Migration]) -> list[Applied]:
+        if self.settings.tx_mode == "all":
+            self._apply_batched(pending)
+        else:
+            for m in pending:
+                if m.transactional:
+                    self._with_retries([m], lambda ms=[m]: self._run_transactional(ms))
+                else:
+                    self._run_nontransactional(m)
+        if pending:
+            for hook in post_apply:
+                self._run_hook(hook)
+        return self.applied
+
+    def _apply_batched(self, pending: Sequence[Migration]) -> None:
+        batch: list[Migration] = []
+        for m in [*pending, None]:
+            if m is not None and m.transactional:
+                batch.append(m)
+                continue
+            if batch:
+                todo = list(batch)
+                self._with_retries(todo, lambda todo=todo: self._run_transactional(todo))
+                batch = []
+            if m is not None:
+                self._run_nontransactional(m)
+
+    def _with_retries(self, ms: list[Migration], run: Callable[[], None]) -> None:
+        attempt = 0
+        while True:
+            try:
+                run()
+                return
+            except _LockTimeoutHit as hit:
+                attempt += 1
+                if attempt > self.settings.lock_retries:
+                    raise hit.failure from None
+                wait = min(30.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+                self.log.warning(
+                    "migration.lock_timeout_retry", migration=hit.failure.details["migration"],
+                    attempt=attempt, of=self.settings.lock_retries, retry_in_s=round(wait, 2),
+                    lock_timeout_s=self.settings.lock_timeout, blockers=hit.blockers,
+                )
+                self.sleep(wait)
+
+    def _run_transactional(self, ms: list[Migration]) -> None:
+        started = {m.id: 0.0 for m in ms}
+        durations: dict[str, float] = {}
+        try:
+            for m in ms:
+                self.log.info("migration.start", migration=m.id, transactional=True)
+                started[m.id] = time.monotonic()
+                for step in m.steps:
+                    self._exec(m, step)
+                durations[m.id] = time.monotonic() - started[m.id]
+                # Record inside the same transaction as the migration itself.
+                self.cur.execute(tracking.RECORD_SQL, tracking.record_params(
+                    self.settings, m, operation="apply", how="applied",
+                    duration_ms=int(durations[m.id] * 1000)))
+            with signals.critical():
+                self.conn.commit()
+        except BaseException:
+            self._rollback_quietly()
+            raise
+        for m in ms:
+            self.applied.append(Applied(m.id, durations[m.id], True))
+            self.log.info("migration.applied", migration=m.id,
+                          duration_s=round(durations[m.id], 3))
+
+    def _run_nontransactional(self, m: Migration) -> None:
+        self.log.info("migration.start", migration=m.id, transactional=False)
+        started = time.monotonic()
+        executed: list[str] = []
+        self.conn.autocommit = True
+        try:
+            for step in m.steps:
+                attempt = 0
+                while True:
+                    try:
+                        self._exec(m, step, executed=executed)
+                        break
+                    except _LockTimeoutHit as hit:
+                        # Nothing of a statement that timed out waiting for its lock ran,
+                        # so retrying just that statement is safe.
+                        attempt += 1
+                        if attempt > self.settings.lock_retries:
+                            raise hit.failure from None
+                        wait = min(30.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+                        self.log.warning("migration.lock_timeout_retry", migration=m.id,
+                                         attempt=attempt, of=self.settings.lock_retries,
+                                         blockers=hit.blockers, retry_in_s=round(wait, 2))
+                        self.sleep(wait)
+                if isinstance(step.apply, str):
+                    executed.append(step.describe())
+        finally:
+            self.conn.autocommit = False
+        duration = time.monotonic() - started
+        try:
+            self.cur.execute(tracking.RECORD_SQL, tracking.record_params(
+                self.settings, m, operation="apply", how="applied",
+                duration_ms=int(duration * 1000)))
+            with signals.critical():
+                self.conn.commit()
+        except BaseException:
+            self._rollback_quietly()
+            raise
+        self.applied.append(Applied(m.id, duration, False))
+        self.log.info("migration.applied", migration=m.id, duration_s=round(duration, 3))
+
+    def _run_hook(self, hook: Migration) -> None:
+        self.log.info("post_apply.start", hook=hook.id)
+        try:
+            if not hook.transactional:
+                self.conn.autocommit = True
+            for step in hook.steps:
+                self._exec(hook, step)
+            self.conn.autocommit = False
+            self.cur.execute(tracking.LOG_ONLY_SQL, tracking.record_params(
+                self.settings, hook, operation="apply", how="post-apply"))
+            with signals.critical():
+                self.conn.commit()
+        except BaseException:
+            self.conn.autocommit = False
+            self._rollback_quietly()
+            raise
+        self.log.info("post_apply.done", hook=hook.id)
+
+    # -- rollback ----------------------------------------------------------------------------
+    def rollback(self, m: Migration) -> float:
+        """Run the rollback steps in reverse, and forget the migration, atomically."""
+        import psycopg
+
+        started = time.monotonic()
+        self.log.info("rollback.start", migration=m.id)
+        steps = list(reversed(m.steps))
+        try:
+            if not m.transactional:
+                self.conn.autocommit = True
+            for step in steps:
+                if step.rollback is None:
+                    continue
+                try:
+                    self._call(step.rollback)
+                except psycopg.Error as exc:
+                    raise self._failure(m, step, exc, rollback=True) from None
+            self.conn.autocommit = False
+            self.cur.execute(tracking.FORGET_SQL, tracking.record_params(
+                self.settings, m, operation="rollback", how="rollback"))
+            with signals.critical():
+                self.conn.commit()
+        except BaseException:
+            self.conn.autocommit = False
+            self._rollback_quietly()
+            raise
+        duration = time.monotonic() - started
+        self.log.info("rollback.done", migration=m.id, duration_s=round(duration, 3))
+        return duration
+
+    # -- statements --------------------------------------------------------------------------
+    def _exec(self, m: Migration, step: Step, executed: list[str] | None = None) -> None:
+        import psycopg
+
+        if step.apply is None:
+            return
+        if self.watcher:
+            self.watcher.begin()
+        try:
+            if step.ignore_errors in ("apply", "all") and not self.conn.autocommit:
+                try:
+                    with self.conn.transaction():  # a savepoint
+                        self._call(step.apply)
+                except psycopg.Error as exc:
+                    self.log.warning("migration.step_error_ignored", migration=m.id,
+                                     line=step.line, error=redact.scrub(str(exc)))
+            else:
+                self._call(step.apply)
+        except psycopg.Error as exc:
+            blockers = self.watcher.blockers if self.watcher else []
+            failure = self._failure(m, step, exc, executed=executed, blockers=blockers)
+            if exc.sqlstate == LOCK_NOT_AVAILABLE:
+                raise _LockTimeoutHit(failure, blockers) from None
+            raise failure from None
+        finally:
+            if self.watcher:
+                self.watcher.end()
+
+    def _call(self, action: str | Callable[[Any], None]) -> None:
+        if isinstance(action, str):
+            # Result sets of SELECTs are discarded: stdout stays ours (yoyo prints them).
+            self.cur.execute(action)  # type: ignore[arg-type]
+        else:
+            action(self.conn)
+
+    def _failure(self, m: Migration, step: Step, exc: Any, *, executed: list[str] | None = None,
+                 blockers: list[dict[str, Any]] | None = None, rollback: bool = False
+                 ) -> MigrationFailed:
+        diag = exc.diag
+        path = m.rollback_path if rollback else m.path
+        line = step.rollback_line if rollback else line_of_error(step, _int(
+            diag.statement_position))
+        where = f"{path}:{line}" if line else path
+        primary = redact.scrub(diag.message_primary or str(exc).strip())
+        detail = redact.scrub(diag.message_detail) if diag.message_detail else None
+        hint = redact.scrub(diag.message_hint) if diag.message_hint else None
+        verb = "rollback of" if rollback else "migration"
+        text = f"{verb} {m.id} failed at {where}: [{exc.sqlstate}] {primary}"
+        if detail:
+            text += f" DETAIL: {detail}"
+        if hint:
+            text += f" HINT: {hint}"
+        details: dict[str, Any] = {
+            "migration": m.id, "file": path, "line": line, "sqlstate": exc.sqlstate,
+            "server_message": primary, "detail": detail, "hint": hint,
+            "statement": step.describe() if not rollback else None,
+        }
+        if blockers:
+            details["blockers"] = blockers
+        if executed is not None:
+            # Non-transactional: these statements stay applied; say so exactly.
+            details["executed_statements"] = list(executed)
+            details["invalid_indexes"] = self._invalid_indexes()
+            text += (f" ({len(executed)} earlier statement(s) of this non-transactional "
+                     "migration stayed applied")
+            if details["invalid_indexes"]:
+                text += "; INVALID index(es) left behind: " + ", ".join(
+                    details["invalid_indexes"]) + " (DROP INDEX CONCURRENTLY before retrying)"
+            text += ")"
+        return MigrationFailed(text, **details)
+
+    def _invalid_indexes(self) -> list[str]:
+        try:
+            return [r[0] for r in self.cur.execute(INVALID_INDEXES_SQL).fetchall()]
+        except Exception:
+            return []
+
+    def _rollback_quietly(self) -> None:
+        try:
+            self.conn.rollback()
+        except Exception:
+            pass
+
+
+class _LockTimeoutHit(Exception):
+    def __init__(self, failure: MigrationFailed, blockers: list[dict[str, Any]]) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+        self.blockers = blockers
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,207 @@
+"""The edge every command runs through: connections, the lock, error -> exit code, the summary.
+
+Commands raise ``JobError``s where they understand a failure; this module turns them (and
+signals, and bugs) into the CONTRACT exit code, the ``migrate.summary`` event, the termination
+message and the GitHub summary, and always releases the lock and closes connections.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from job import db, redact, report, signals, tracking
+from job.errors import ConfigError, Interrupted, JobError, PendingMigrations
+from job.log import get_logger
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from job.lock import MigrationLock
+    from job.settings import Settings
+
+# Commands whose runs are written to _migrate_job_run.
+RECORDED = {"run", "rollback", "mark", "unmark", "accept-changes", "restore"}
+# Commands that write the termination message and the GitHub summary.
+DEPLOY_REPORTED = {"run", "demo"}
+
+
+@dataclass
+class Context:
+    settings: Settings
+    command: str
+    log: Any
+    summary: report.Summary
+    run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    started_mono: float = field(default_factory=time.monotonic)
+    started_utc: Any = field(default_factory=tracking.now_utc)
+    params: db.ConnParams | None = None
+    lock_conn: psycopg.Connection[Any] | None = None
+    lock: MigrationLock | None = None
+    mig_conn: psycopg.Connection[Any] | None = None
+    lock_mutex: threading.Lock = field(default_factory=threading.Lock)
+    _get_params: Callable[[bool], db.ConnParams] | None = None
+
+    # -- connections ---------------------------------------------------------------------------
+    def get_params(self, refresh: bool = False) -> db.ConnParams:
+        if self._get_params is None:
+            self._get_params = params_factory(self.settings)
+        params = self._get_params(refresh)
+        self.summary.database = params.display()
+        return params
+
+    def connect_admin(self, *, read_only: bool = False) -> psycopg.Connection[Any]:
+        """Wait for the database, then open the dedicated autocommit (lock) connection."""
+        conn, self.params = db.wait_for_database(self.get_params, self.settings, self.log,
+                                                 autocommit=True, purpose="lock")
+        self.lock_conn = conn
+        self.summary.database = self.params.display()
+        db.prepare_session(conn, self.settings, migration=False)
+        if read_only:
+            conn.execute("SET default_transaction_read_only = on")
+        return conn
+
+    def take_lock(self) -> MigrationLock:
+        from job.lock import MigrationLock
+
+        assert self.lock_conn is not None
+        self.lock = MigrationLock(self.lock_conn, self.log)
+        self.lock.acquire(self.settings.lock_wait)
+        self.log.info("lock.held", key=self.lock.key, schema=self.lock.schema)
+        return self.lock
+
+    def connect_migration(self) -> psycopg.Connection[Any]:
+        """The one connection all migration statements of this run use."""
+        import psycopg
+
+        try:
+            conn = db.connect(self.get_params(False), autocommit=False, purpose="migrate")
+        except psycopg.OperationalError:
+            # Rotated between the two connections: the waiting logic re-fetches once.
+            conn, _ = db.wait_for_database(self.get_params, self.settings, self.log,
+                                           autocommit=False, purpose="migrate")
+        db.prepare_session(conn, self.settings, migration=True)
+        self.mig_conn = conn
+        return conn
+
+    def close(self) -> None:
+        if self.mig_conn is not None:
+            _close_quietly(self.mig_conn)
+            self.mig_conn = None
+        if self.lock is not None:
+            with self.lock_mutex:
+                self.lock.release()
+            self.lock = None
+        if self.lock_conn is not None:
+            _close_quietly(self.lock_conn)
+            self.lock_conn = None
+
+
+def params_factory(settings: Settings) -> Callable[[bool], db.ConnParams]:
+    from job import secrets
+
+    factory = getattr(secrets, "get_params_factory", None)
+    if factory is not None:
+        return factory(settings)  # type: ignore[no-any-return]
+    source = secrets.source_for(settings)
+    return lambda refresh: source.fetch()
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:
+        pass
+
+
+def execute(settings: Settings, command: str, body: Callable[[Context], None]) -> int:
+    """Run one command body at the edge and return its exit code."""
+    log = get_logger()
+    ctx = Context(settings=settings, command=command, log=log,
+                  summary=report.Summary(command=command))
+    signals.install()
+    exit_code = 0
+    try:
+        body(ctx)
+    except PendingMigrations as exc:
+        exit_code = exc.exit_code
+        ctx.summary.outcome, ctx.summary.message = exc.outcome, exc.message
+    except JobError as exc:
+        exit_code = exc.exit_code
+        ctx.summary.outcome = exc.outcome
+        ctx.summary.message = redact.scrub(exc.message)
+        if exc.details:
+            ctx.summary.error = redact.scrub_obj(dict(exc.details))
+        log.error(f"{command}.failed", reason=exc.outcome, exit_code=exit_code,
+                  error=ctx.summary.message, **_flat(exc.details))
+    except Interrupted as exc:
+        exit_code = exc.exit_code
+        ctx.summary.outcome = "interrupted"
+        ctx.summary.message = (f"interrupted by signal {exc.signum}: the in-flight statement "
+                               "was cancelled and rolled back")
+        log.warning(f"{command}.interrupted", signal=exc.signum)
+    except Exception as exc:
+        exit_code = 1
+        ctx.summary.outcome = "internal_error"
+        ctx.summary.message = redact.scrub(
+            f"internal error (a bug in migrate-job, please report it): "
+            f"{type(exc).__name__}: {exc}")
+        log.error(f"{command}.internal_error", error=ctx.summary.message,
+                  traceback=redact.scrub(traceback.format_exc()))
+    ctx.summary.exit_code = exit_code
+    _record_run_safely(ctx, exit_code)
+    ctx.close()
+    ctx.summary.duration_s = time.monotonic() - ctx.started_mono
+    if exit_code == 0 and ctx.summary.outcome == "success" and command == "run":
+        ctx.summary.outcome = "applied" if ctx.summary.applied else "nothing_pending"
+    data = ctx.summary.as_dict()
+    log.info("migrate.summary", **data)
+    if command in DEPLOY_REPORTED:
+        report.write_termination_log(settings.termination_log, data, log)
+        report.write_github_summary(settings.github_step_summary, data, log)
+    _last["summary"] = data
+    return exit_code
+
+
+_last: dict[str, Any] = {}
+
+
+def last_summary() -> dict[str, Any]:
+    return _last.get("summary", {})
+
+
+def _record_run_safely(ctx: Context, exit_code: int) -> None:
+    if ctx.command not in RECORDED or ctx.lock is None or ctx.lock_conn is None:
+        return
+    if signals.received() is not None:
+        return
+    try:
+        with ctx.lock_mutex:
+            if tracking.tables_exist(ctx.lock_conn)[1]:
+                tracking.record_run(
+                    ctx.lock_conn, ctx.settings, run_id=ctx.run_id, command=ctx.command,
+                    started=ctx.started_utc, outcome=ctx.summary.outcome,
+                    exit_code=exit_code, applied=ctx.summary.applied,
+                    duration_s=time.monotonic() - ctx.started_mono)
+    except Exception as exc:
+        ctx.log.warning("run_history.not_recorded", error=redact.scrub(str(exc)))
+
+
+def _flat(details: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in details.items() if k not in {"problems"}}
+
+
+def require_confirmation(yes: bool, what: str, stdin_tty: bool) -> None:
+    """CONTRACT: changing commands need --yes; without it, ask on a TTY, refuse otherwise."""
+    if yes:
+        return
+    if not stdin_tty:
+        raise ConfigError(f"{what}: refusing without --yes (stdin is not a terminal)")
+    answer = input(f"{what}. Type 'yes' to continue: ")
+    if answer.strip().lower() != "yes":
+        raise ConfigError(f"{what}: not confirmed")

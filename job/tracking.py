@@ -1,0 +1,275 @@
+"""Tracking tables: yoyo's own (so the yoyo CLI still reads the database) and ours beside them.
+
+``_yoyo_migration``/``_yoyo_log``/``_yoyo_version`` keep yoyo 9's exact shape.
+``_migrate_job_migration`` holds the content checksum of every migration we applied, marked or
+adopted; ``_migrate_job_run`` the run history (who, which version/image, when, how long).
+Tables are created only under the migration lock; read-only commands treat missing tables as
+"nothing applied".
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from job import __version__
+from job.errors import ConfigError
+from job.migrations import CHECKSUM_ALGORITHM, Migration
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from job.settings import Settings
+
+YOYO_SCHEMA_VERSION = 2
+
+CREATE_SQL = """
+CREATE TABLE IF NOT EXISTS _yoyo_migration (
+    migration_hash VARCHAR(64) NOT NULL PRIMARY KEY,
+    migration_id VARCHAR(255),
+    applied_at_utc TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS _yoyo_log (
+    id VARCHAR(36) NOT NULL PRIMARY KEY,
+    migration_hash VARCHAR(64),
+    migration_id VARCHAR(255),
+    operation VARCHAR(10),
+    username VARCHAR(255),
+    hostname VARCHAR(255),
+    comment VARCHAR(255),
+    created_at_utc TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS _yoyo_version (
+    version INT NOT NULL PRIMARY KEY,
+    installed_at_utc TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS _migrate_job_migration (
+    migration_id TEXT NOT NULL PRIMARY KEY,
+    checksum TEXT NOT NULL,
+    checksum_algorithm TEXT NOT NULL,
+    recorded_at_utc TIMESTAMP NOT NULL,
+    recorded_by TEXT,
+    how TEXT NOT NULL,
+    job_version TEXT,
+    duration_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS _migrate_job_run (
+    id UUID NOT NULL PRIMARY KEY,
+    command TEXT NOT NULL,
+    started_at_utc TIMESTAMP NOT NULL,
+    finished_at_utc TIMESTAMP,
+    outcome TEXT,
+    exit_code INTEGER,
+    applied JSONB,
+    username TEXT,
+    hostname TEXT,
+    job_version TEXT,
+    image TEXT,
+    duration_ms INTEGER
+);
+"""
+
+# One round trip per migration: yoyo's mark, yoyo's log line and our checksum record.
+RECORD_SQL = """
+WITH m AS (
+    INSERT INTO _yoyo_migration (migration_hash, migration_id, applied_at_utc)
+    VALUES (%(hash)s, %(id)s, %(now)s)
+    RETURNING 1
+), l AS (
+    INSERT INTO _yoyo_log (id, migration_hash, migration_id, operation, username, hostname,
+                           comment, created_at_utc)
+    VALUES (%(log_id)s, %(hash)s, %(id)s, %(operation)s, %(user)s, %(host)s, %(comment)s, %(now)s)
+    RETURNING 1
+)
+INSERT INTO _migrate_job_migration (migration_id, checksum, checksum_algorithm, recorded_at_utc,
+                                    recorded_by, how, job_version, duration_ms)
+VALUES (%(id)s, %(checksum)s, %(algorithm)s, %(now)s, %(user)s, %(how)s, %(version)s,
+        %(duration_ms)s)
+ON CONFLICT (migration_id) DO UPDATE SET
+    checksum = EXCLUDED.checksum, checksum_algorithm = EXCLUDED.checksum_algorithm,
+    recorded_at_utc = EXCLUDED.recorded_at_utc, recorded_by = EXCLUDED.recorded_by,
+    how = EXCLUDED.how, job_version = EXCLUDED.job_version, duration_ms = EXCLUDED.duration_ms
+"""
+
+FORGET_SQL = """
+WITH m AS (
+    DELETE FROM _yoyo_migration WHERE migration_hash = %(hash)s RETURNING 1
+), l AS (
+    INSERT INTO _yoyo_log (id, migration_hash, migration_id, operation, username, hostname,
+                           comment, created_at_utc)
+    VALUES (%(log_id)s, %(hash)s, %(id)s, %(operation)s, %(user)s, %(host)s, %(comment)s, %(now)s)
+    RETURNING 1
+)
+DELETE FROM _migrate_job_migration WHERE migration_id = %(id)s
+"""
+
+LOG_ONLY_SQL = """
+INSERT INTO _yoyo_log (id, migration_hash, migration_id, operation, username, hostname, comment,
+                       created_at_utc)
+VALUES (%(log_id)s, %(hash)s, %(id)s, %(operation)s, %(user)s, %(host)s, %(comment)s, %(now)s)
+"""
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def record_params(settings: Settings, m: Migration, *, operation: str, how: str,
+                  duration_ms: int | None = None, comment: str | None = None) -> dict[str, Any]:
+    return {
+        "hash": m.hash,
+        "id": m.id,
+        "now": now_utc(),
+        "log_id": str(uuid.uuid4()),
+        "operation": operation,
+        "user": settings.user[:255],
+        "host": settings.hostname[:255],
+        "comment": (comment or f"migrate-job {__version__}")[:255],
+        "checksum": m.checksum,
+        "algorithm": CHECKSUM_ALGORITHM,
+        "how": how,
+        "version": __version__,
+        "duration_ms": duration_ms,
+    }
+
+
+@dataclass
+class AppliedRow:
+    id: str
+    applied_at: datetime | None
+    checksum: str | None = None
+    algorithm: str | None = None
+    how: str | None = None
+
+
+@dataclass
+class State:
+    """What the database says was applied, in application order."""
+
+    exists: bool
+    applied: list[AppliedRow] = field(default_factory=list)
+
+    def ids(self) -> set[str]:
+        return {r.id for r in self.applied}
+
+
+def tables_exist(conn: psycopg.Connection[Any]) -> tuple[bool, bool]:
+    row = conn.execute(
+        "SELECT to_regclass('_yoyo_migration') IS NOT NULL, "
+        "to_regclass('_migrate_job_migration') IS NOT NULL"
+    ).fetchone()
+    assert row is not None
+    return bool(row[0]), bool(row[1])
+
+
+def read_state(conn: psycopg.Connection[Any]) -> State:
+    yoyo_exists, ours_exists = tables_exist(conn)
+    if not yoyo_exists:
+        return State(exists=False)
+    if ours_exists:
+        rows = conn.execute(
+            "SELECT y.migration_id, y.applied_at_utc, j.checksum, j.checksum_algorithm, j.how "
+            "FROM _yoyo_migration y LEFT JOIN _migrate_job_migration j "
+            "ON j.migration_id = y.migration_id ORDER BY y.applied_at_utc, y.migration_id"
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            "SELECT migration_id, applied_at_utc, NULL, NULL, NULL FROM _yoyo_migration "
+            "ORDER BY applied_at_utc, migration_id"
+        ).fetchall()
+    return State(True, [AppliedRow(*r) for r in rows])
+
+
+def ensure_tables(conn: psycopg.Connection[Any]) -> None:
+    """Create or upgrade the tracking tables. Call only while holding the migration lock."""
+    yoyo_exists, ours_exists = tables_exist(conn)
+    if yoyo_exists and ours_exists:
+        return
+    if not yoyo_exists:
+        _check_create_privilege(conn)
+        # yoyo's pre-6.0 layout (id/ctime) would need yoyo's own upgrade; refuse clearly.
+    row = conn.execute(
+        "SELECT count(*) FROM information_schema.columns "
+        "WHERE table_name = '_yoyo_migration' AND column_name = 'migration_hash' "
+        "AND table_schema = current_schema()"
+    ).fetchone()
+    if yoyo_exists and row and row[0] == 0:
+        raise ConfigError("_yoyo_migration has yoyo's pre-6.0 layout: run `yoyo apply` once "
+                          "with yoyo 9 to upgrade it, then rerun")
+    with conn.transaction():
+        conn.execute(CREATE_SQL)  # type: ignore[arg-type]
+        conn.execute(
+            "INSERT INTO _yoyo_version (version, installed_at_utc) VALUES (%s, %s) "
+            "ON CONFLICT DO NOTHING",
+            (YOYO_SCHEMA_VERSION, now_utc()),
+        )
+
+
+def _check_create_privilege(conn: psycopg.Connection[Any]) -> None:
+    row = conn.execute(
+        "SELECT current_schema(), current_user, "
+        "coalesce(has_schema_privilege(current_schema(), 'CREATE'), false)"
+    ).fetchone()
+    assert row is not None
+    schema, user, can_create = row
+    if schema is None:
+        raise ConfigError(f"role {user} has no current schema (check search_path)")
+    if not can_create:
+        raise ConfigError(
+            f"role {user} cannot CREATE in schema {schema}: the tracking tables cannot be "
+            f"created (GRANT CREATE ON SCHEMA {schema} TO {user}, or run as the schema owner)"
+        )
+
+
+@dataclass
+class Integrity:
+    changed: list[tuple[str, str]] = field(default_factory=list)  # (id, path)
+    unknown: list[str] = field(default_factory=list)
+    unverified: list[Migration] = field(default_factory=list)  # applied by plain yoyo: adopt
+
+
+def check(state: State, known: dict[str, Migration]) -> Integrity:
+    result = Integrity()
+    for row in state.applied:
+        m = known.get(row.id)
+        if m is None:
+            result.unknown.append(row.id)
+        elif row.checksum is None:
+            result.unverified.append(m)
+        elif row.algorithm != CHECKSUM_ALGORITHM:
+            # Only one algorithm exists; a different name means a newer job wrote it.
+            raise ConfigError(f"migration {row.id} was recorded with checksum algorithm "
+                              f"{row.algorithm!r}, unknown to migrate-job {__version__}")
+        elif row.checksum != m.checksum:
+            result.changed.append((row.id, m.path))
+    return result
+
+
+def adopt(conn: psycopg.Connection[Any], settings: Settings, migrations: Sequence[Migration]
+          ) -> None:
+    """Record checksums for migrations applied earlier without one (e.g. by the yoyo CLI)."""
+    with conn.transaction():
+        for m in migrations:
+            conn.execute(
+                "INSERT INTO _migrate_job_migration (migration_id, checksum, checksum_algorithm,"
+                " recorded_at_utc, recorded_by, how, job_version) VALUES "
+                "(%s, %s, %s, %s, %s, 'adopted', %s) ON CONFLICT (migration_id) DO NOTHING",
+                (m.id, m.checksum, CHECKSUM_ALGORITHM, now_utc(), settings.user, __version__),
+            )
+
+
+def record_run(conn: psycopg.Connection[Any], settings: Settings, *, run_id: str, command: str,
+               started: datetime, outcome: str, exit_code: int, applied: list[dict[str, Any]],
+               duration_s: float) -> None:
+    conn.execute(
+        "INSERT INTO _migrate_job_run (id, command, started_at_utc, finished_at_utc, outcome, "
+        "exit_code, applied, username, hostname, job_version, image, duration_ms) VALUES "
+        "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (run_id, command, started, now_utc(), outcome, exit_code, json.dumps(applied),
+         settings.user, settings.hostname, __version__, settings.image,
+         int(duration_s * 1000)),
+    )
