@@ -104,7 +104,7 @@ class AzureKeyVaultSource:
                 error_code=type(exc).__name__, **details,
             ) from None
         text = secret.value or ""
-        redact.add(text)
+        value.register(text)
         params = value.parse(text, base_params(self.settings), where,
                              require_password=self.settings.auth == "password")
         get_logger().info("secrets.fetched", source="azure", vault=self.vault_url,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from job import redact
 from job.db import ConnParams, base_params
 from job.errors import ConfigError
+from job.secrets import value
 
 if TYPE_CHECKING:
     from job.settings import Settings
@@ -28,5 +28,5 @@ class EnvSource:
                 "PGHOST/PGDATABASE/...), or choose MIGRATE_SECRET_SOURCE=file|aws|azure"
             )
         params = base_params(self.settings)
-        redact.add(params.password)
+        value.register(params.password)
         return params

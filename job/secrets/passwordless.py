@@ -14,6 +14,7 @@ from job import redact
 from job.db import ConnParams
 from job.errors import ConfigError
 from job.log import get_logger
+from job.secrets import value
 
 if TYPE_CHECKING:
     from job.secrets import SecretSource
@@ -100,7 +101,7 @@ class RdsIamAuth:
                 f"{redact.scrub(str(exc))} (the role needs AWS credentials and rds-db:connect)",
                 provider="rds-iam", error_code=type(exc).__name__,
             ) from None
-        redact.add(token)
+        value.register(token)
         return force_tls(params.merged(password=token), self.name)
 
 
@@ -134,5 +135,5 @@ class AzureAdAuth:
                 f"({AZURE_PG_SCOPE}): {first[0] if first else type(exc).__name__}",
                 provider="azure-ad", error_code=type(exc).__name__,
             ) from None
-        redact.add(token)
+        value.register(token)
         return force_tls(params.merged(password=token), self.name)

@@ -22,6 +22,16 @@ _URL_PREFIXES = ("postgresql://", "postgres://")
 _POSTGRES_ENGINES = {"postgres", "postgresql", "aurora-postgresql"}
 
 
+def register(secret: str | None) -> None:
+    """Register a secret for scrubbing, also as it appears inside JSON (``\\u00e9``, ``\\"``)."""
+    if not secret:
+        return
+    redact.add(secret)
+    escaped = json.dumps(secret)[1:-1]
+    if escaped != secret:
+        redact.add(escaped)
+
+
 def _fail(where: str, problem: str) -> ConfigError:
     return ConfigError(f"{where}: {problem}", secret=where)
 
@@ -33,7 +43,7 @@ def from_url(url: str, base: ConnParams, where: str) -> ConnParams:
         # The parser's own message may quote the URL (and the password in it): say less.
         raise _fail(where, "the value looks like a postgresql:// URL but cannot be parsed "
                     "(percent-encode special characters in the password, or store JSON)") from None
-    redact.add(params.password)
+    register(params.password)
     return params
 
 
@@ -44,7 +54,7 @@ def parse(text: str, base: ConnParams, where: str, *, require_password: bool = T
     ``where`` names the secret for messages (``aws secret 'prod/db'``). ``json_key`` selects a
     single key of a JSON object, holding a URL or just the password.
     """
-    redact.add(base.password)
+    register(base.password)
     text = text.strip()
     if not text:
         raise _fail(where, "the secret is empty")
@@ -52,7 +62,7 @@ def parse(text: str, base: ConnParams, where: str, *, require_password: bool = T
         value = _key(text, json_key, where)
         if value.startswith(_URL_PREFIXES):
             return complete(from_url(value, base, where), where, require_password)
-        redact.add(value)
+        register(value)
         return complete(base.merged(password=value), where, require_password)
     if text.startswith(_URL_PREFIXES):
         return complete(from_url(text, base, where), where, require_password)
@@ -70,7 +80,7 @@ def _json_object(text: str, where: str) -> dict[str, Any]:
         raise _fail(where, "the value is JSON but not an object with username and password")
     # Register the password before anything below can fail and print the object.
     if isinstance(obj.get("password"), str):
-        redact.add(obj["password"])
+        register(obj["password"])
     return obj
 
 
@@ -99,7 +109,7 @@ def _from_json(obj: Mapping[str, Any], base: ConnParams, where: str) -> ConnPara
             raise _fail(where, f"field {key!r} must be a string")
         fields[kw] = value
     if fields.get("password"):
-        redact.add(fields["password"])
+        register(fields["password"])
     port = obj.get("port")
     if port is not None:
         try:
