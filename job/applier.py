@@ -187,7 +187,7 @@ class Applier:
         self.log.info("migration.start", migration=m.id, transactional=False)
         started = time.monotonic()
         executed: list[str] = []
-        self.conn.autocommit = True
+        self._autocommit(True)
         try:
             for step in m.steps:
                 attempt = 0
@@ -209,7 +209,7 @@ class Applier:
                 if isinstance(step.apply, str):
                     executed.append(step.describe())
         finally:
-            self.conn.autocommit = False
+            self._autocommit(False)
         duration = time.monotonic() - started
         try:
             self.cur.execute(tracking.RECORD_SQL, tracking.record_params(
@@ -227,17 +227,17 @@ class Applier:
         self.log.info("post_apply.start", hook=hook.id)
         try:
             if not hook.transactional:
-                self.conn.autocommit = True
+                self._autocommit(True)
             for step in hook.steps:
                 self._exec(hook, step)
-            self.conn.autocommit = False
+            self._autocommit(False)
             self.cur.execute(tracking.LOG_ONLY_SQL, tracking.record_params(
                 self.settings, hook, operation="apply", how="post-apply"))
             with signals.critical():
                 self.conn.commit()
         except BaseException:
-            self.conn.autocommit = False
             self._rollback_quietly()
+            self._autocommit(False)
             raise
         self.log.info("post_apply.done", hook=hook.id)
 
@@ -251,7 +251,7 @@ class Applier:
         steps = list(reversed(m.steps))
         try:
             if not m.transactional:
-                self.conn.autocommit = True
+                self._autocommit(True)
             for step in steps:
                 if step.rollback is None:
                     continue
@@ -259,14 +259,14 @@ class Applier:
                     self._call(step.rollback)
                 except psycopg.Error as exc:
                     raise self._failure(m, step, exc, rollback=True) from None
-            self.conn.autocommit = False
+            self._autocommit(False)
             self.cur.execute(tracking.FORGET_SQL, tracking.record_params(
                 self.settings, m, operation="rollback", how="rollback"))
             with signals.critical():
                 self.conn.commit()
         except BaseException:
-            self.conn.autocommit = False
             self._rollback_quietly()
+            self._autocommit(False)
             raise
         duration = time.monotonic() - started
         self.log.info("rollback.done", migration=m.id, duration_s=round(duration, 3))
@@ -348,6 +348,10 @@ class Applier:
             return [r[0] for r in self.cur.execute(INVALID_INDEXES_SQL).fetchall()]
         except Exception:
             return []
+
+    def _autocommit(self, value: bool) -> None:
+        if self.conn.autocommit != value:
+            self.conn.autocommit = value
 
     def _rollback_quietly(self) -> None:
         try:
