@@ -1,0 +1,17 @@
+"""Show the image's size and cold start at the end of a run that measured them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from podman_image import MEASURED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not MEASURED:
+        return
+    terminalreporter.write_line(
+        f"image: {MEASURED['size_mb']} MB, cold start (podman run ... --version) median "
+        f"{MEASURED['cold_start_median_s']} s over {len(MEASURED['cold_start_samples_s'])} runs"
+        f" [{MEASURED['file']}]"
+    )
