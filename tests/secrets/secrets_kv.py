@@ -29,10 +29,16 @@ class FakeVault:
     valid_tokens: set[str] = field(default_factory=set)
     forbidden: set[str] = field(default_factory=set)
     resource: str = "https://vault.azure.net"
+    tenant: str = TENANT
     mi_header: str = "mi-header-secret"
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
+    token_requests: list[dict[str, str]] = field(default_factory=list)
     url: str = ""
     port: int = 0
+
+    def challenge(self) -> str:
+        return (f'Bearer authorization="https://login.microsoftonline.com/{self.tenant}", '
+                f'resource="{self.resource}"')
 
     def set_secret(self, name: str, value: str, version: str | None = None) -> str:
         versions = self.secrets.setdefault(name, {})
@@ -74,15 +80,13 @@ def _handler(vault: FakeVault) -> type[BaseHTTPRequestHandler]:
             if len(segments) not in (2, 3) or segments[0] != "secrets":
                 return self._send(400, {"error": {"code": "BadParameter", "message": "bad path"}})
             if not auth or not auth.startswith("Bearer "):
-                challenge = (f'Bearer authorization="https://login.microsoftonline.com/{TENANT}", '
-                             f'resource="{vault.resource}"')
+                challenge = vault.challenge()
                 return self._send(401, {"error": {"code": "Unauthorized",
                                                   "message": "AKV10000: Request is missing a "
                                                              "Bearer or PoP token."}},
                                   {"WWW-Authenticate": challenge})
             if auth.removeprefix("Bearer ") not in vault.valid_tokens:
-                challenge = (f'Bearer authorization="https://login.microsoftonline.com/{TENANT}", '
-                             f'resource="{vault.resource}"')
+                challenge = vault.challenge()
                 return self._send(401, {"error": {"code": "Unauthorized",
                                                   "message": "AKV10032: Invalid issuer."}},
                                   {"WWW-Authenticate": challenge})
@@ -111,6 +115,21 @@ def _handler(vault: FakeVault) -> type[BaseHTTPRequestHandler]:
                 "tags": {},
             })
 
+        def do_POST(self) -> None:  # noqa: N802
+            # Entra ID token endpoint (AZURE_AUTHORITY_HOST): /{tenant}/oauth2/v2.0/token, as used
+            # by WorkloadIdentityCredential's client-assertion exchange.
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+            vault.requests.append(("POST", parts.path, None))
+            vault.token_requests.append(form)
+            if not parts.path.endswith("/oauth2/v2.0/token"):
+                return self._send(404, {"error": "not_found"})
+            token = f"entra-token-{len(vault.valid_tokens) + 1}"
+            vault.valid_tokens.add(token)
+            return self._send(200, {"access_token": token, "token_type": "Bearer",
+                                    "expires_in": 3600, "ext_expires_in": 3600})
+
         def _token(self, query: dict[str, list[str]]) -> None:
             # App Service managed identity (IDENTITY_ENDPOINT / IDENTITY_HEADER), 2019-08-01.
             if self.headers.get("X-IDENTITY-HEADER") != vault.mi_header:
@@ -137,7 +156,8 @@ class KeyVaultServer:
         self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.vault.port = self.httpd.server_address[1]
         self.vault.url = f"https://127.0.0.1:{self.vault.port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
 
     def __enter__(self) -> FakeVault:
         self.thread.start()
