@@ -156,8 +156,8 @@ class KeyVaultServer:
         self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.vault.port = self.httpd.server_address[1]
         self.vault.url = f"https://127.0.0.1:{self.vault.port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self) -> FakeVault:
         self.thread.start()
