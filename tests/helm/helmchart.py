@@ -56,7 +56,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     },
     "emptydir-backups": {**EXISTING_SECRET, "backup": {"volume": {"type": "emptyDir"}}},
     "hooks-off": {**EXISTING_SECRET, "hooks": {"enabled": False}},
-    "hooks-off-argo-waves": {**EXISTING_SECRET, "hooks": {"enabled": False}, "argo": {"syncWave": -1}},
+    "hooks-off-argo-waves": {**EXISTING_SECRET, "hooks": {"enabled": False},
+                             "argo": {"syncWave": -1}},
     "argo": {**EXISTING_SECRET, "argo": {"enabled": True}},
     "inline-url": {"database": {"url": "postgresql://shop:inline-sentinel-pw@db:5432/shop"}},
     "libpq-params": {

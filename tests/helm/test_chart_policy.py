@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 import pytest
-from helmchart import CHART_DIR, SCENARIOS, Rendered, render
+from helmchart import SCENARIOS, Rendered, render
 
 HOOK = "helm.sh/hook"
 WEIGHT = "helm.sh/hook-weight"
@@ -19,7 +19,7 @@ DELETE = "helm.sh/hook-delete-policy"
 HELM_DEFAULT_TIMEOUT_S = 300  # `helm install/upgrade --timeout` default: 5m0s
 
 
-def annotations(doc: dict[str, Any]) -> dict[str, str]:
+def ann_of(doc: dict[str, Any]) -> dict[str, str]:
     return dict(doc["metadata"].get("annotations") or {})
 
 
@@ -41,7 +41,7 @@ def rendered(request: pytest.FixtureRequest) -> Rendered:
 
 def test_job_is_a_pre_install_pre_upgrade_hook_at_weight_zero() -> None:
     r = render(SCENARIOS["existing-secret-env"])
-    ann = annotations(r.job)
+    ann = ann_of(r.job)
     assert set(ann[HOOK].split(",")) == {"pre-install", "pre-upgrade"}
     assert ann[WEIGHT] == "0"
     assert ann[DELETE] == "before-hook-creation,hook-succeeded"
@@ -52,18 +52,18 @@ def test_dependencies_are_hooks_created_before_the_job(scenario: str) -> None:
     """On first install a pre-install hook runs before ordinary resources exist: the
     ServiceAccount (-10) and the ConfigMap/Secret (-5) must be hooks with lower weights."""
     r = render(SCENARIOS[scenario])
-    job_weight = int(annotations(r.job)[WEIGHT])
-    sa = annotations(r.one("ServiceAccount"))
+    job_weight = int(ann_of(r.job)[WEIGHT])
+    sa = ann_of(r.one("ServiceAccount"))
     assert sa[HOOK] == "pre-install,pre-upgrade" and sa[WEIGHT] == "-10"
     for kind in ("ConfigMap", "Secret"):
         for doc in r.of_kind(kind):
-            ann = annotations(doc)
+            ann = ann_of(doc)
             assert ann[HOOK] == "pre-install,pre-upgrade" and ann[WEIGHT] == "-5"
             assert int(sa[WEIGHT]) < int(ann[WEIGHT]) < job_weight
     for doc in r.docs:
         # hook-failed would delete the failed Job (and its logs) or the config it ran with;
         # without before-hook-creation the next upgrade fails with "already exists".
-        assert annotations(doc)[DELETE] == "before-hook-creation,hook-succeeded"
+        assert ann_of(doc)[DELETE] == "before-hook-creation,hook-succeeded"
 
 
 def test_job_references_exactly_what_the_hooks_create() -> None:
@@ -173,7 +173,7 @@ def test_pod_labels_and_annotations_pass_through() -> None:
     meta = r.job["spec"]["template"]["metadata"]
     assert meta["labels"]["tier"] == "db"
     assert meta["annotations"]["prometheus.io/scrape"] == "false"
-    assert annotations(r.job)["team"] == "payments"
+    assert ann_of(r.job)["team"] == "payments"
     assert r.pod_spec["nodeSelector"] == {"kubernetes.io/os": "linux"}
     assert r.pod_spec["imagePullSecrets"] == [{"name": "ghcr"}]
     assert r.container["image"] == "ghcr.io/OWNER/migrate-job@sha256:" + "a" * 64
@@ -235,7 +235,7 @@ def test_azure_workload_identity_label_is_on_the_pod_template() -> None:
     r = render(SCENARIOS["azure"])
     sa = r.one("ServiceAccount")
     client_id = "11111111-2222-3333-4444-555555555555"
-    assert annotations(sa)["azure.workload.identity/client-id"] == client_id
+    assert ann_of(sa)["azure.workload.identity/client-id"] == client_id
     # The webhook mutates pods carrying the label; on the ServiceAccount alone it does nothing.
     assert r.job["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"] == "true"
     assert r.pod_spec["serviceAccountName"] == sa["metadata"]["name"]
@@ -261,7 +261,7 @@ def test_no_workload_identity_label_without_azure() -> None:
 
 def test_aws_irsa_annotation_and_secrets_manager() -> None:
     r = render(SCENARIOS["aws"])
-    sa = annotations(r.one("ServiceAccount"))
+    sa = ann_of(r.one("ServiceAccount"))
     assert sa["eks.amazonaws.com/role-arn"] == "arn:aws:iam::123456789012:role/shop-migrate"
     data = configmap_data(r)
     assert data["MIGRATE_SECRET_SOURCE"] == "aws"
