@@ -1,0 +1,240 @@
+"""hygiene: style that avoids future pain. Informational unless a team promotes them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from ..context import Context
+from ..parser import Statement
+from ..tree import TypeInfo, columndefs_of, rel_name, strings, type_info, unwrap, walk
+from .base import Hit, Rule, rule
+
+
+class Hygiene(Rule):
+    category = "hygiene"
+    severity = "info"
+    lock = "n/a"
+
+
+def _types(st: Statement) -> Iterator[tuple[str, str, TypeInfo]]:
+    for table, col in columndefs_of(st, type_changes=True):
+        t = type_info(col.get("typeName"))
+        if t is not None:
+            yield table, col.get("colname", "?"), t
+
+
+_TYPED_KINDS = frozenset({"CreateStmt", "AlterTableStmt"})
+
+
+@rule
+class PreferBigint(Hygiene):
+    id, name = "HY01", "prefer-bigint-over-int/smallint"
+    summary = "int/smallint keys run out; changing them later rewrites the table."
+    safe_alternative = "Use bigint (bigint identity for keys)."
+    statement_kinds = _TYPED_KINDS
+
+    def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
+        for table, col, t in _types(st):
+            if t.name in ("int2", "int4", "serial", "smallserial"):
+                yield Hit(f"{table}.{col} is {t}: prefer bigint")
+
+
+@rule
+class PreferIdentity(Hygiene):
+    id, name = "HY02", "prefer-identity-over-serial"
+    summary = "serial types have ownership and permission quirks identity columns don't."
+    safe_alternative = "bigint GENERATED ALWAYS AS IDENTITY."
+    statement_kinds = _TYPED_KINDS
+
+    def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
+        for table, col, t in _types(st):
+            if t.name in ("serial", "bigserial", "smallserial"):
+                yield Hit(f"{table}.{col} is {t}: prefer GENERATED ... AS IDENTITY")
+
+
+@rule
+class PreferText(Hygiene):
+    id, name = "HY03", "prefer-text-over-varchar"
+    summary = "varchar(n) limits need a migration (sometimes a rewrite) to change."
+    safe_alternative = "text, with a CHECK (length(col) <= n) if a limit is really needed."
+    statement_kinds = _TYPED_KINDS
+
+    def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
+        for table, col, t in _types(st):
+            if t.name == "varchar" and t.mods:
+                yield Hit(f"{table}.{col} is {t}: prefer text")
+
+
+@rule
+class PreferTimestamptz(Hygiene):
+    id, name = "HY04", "prefer-timestamptz"
+    summary = (
+        "timestamp without time zone stores wall-clock times that shift with the session zone."
+    )
+    safe_alternative = "timestamptz."
+    statement_kinds = _TYPED_KINDS
+
+    def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
+        for table, col, t in _types(st):
+            if t.name == "timestamp":
+                yield Hit(f"{table}.{col} is timestamp without time zone: prefer timestamptz")
+
+
+@rule
+class BanChar(Hygiene):
+    id, name = "HY05", "ban-char-field"
+    summary = "char(n) pads with spaces and compares surprisingly."
+    safe_alternative = "text (or varchar)."
+    statement_kinds = _TYPED_KINDS
+
+    def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
+        for table, col, t in _types(st):
+            if t.name == "bpchar":
+                yield Hit(f"{table}.{col} is {t}: prefer text")
+
+
+_IDENT_KEYS = {
+    "relname",
+    "colname",
+    "idxname",
+    "conname",
+    "schemaname",
+    "trigname",
+    "policy_name",
+    "newname",
+    "subname",
+    "indexname",
+    "newschema",
+    "extname",
+}
+_NAME_LISTS = {"funcname", "names", "typeName", "domainname", "objname"}
+
+
+@rule
+class IdentifierTooLong(Hygiene):
+    id, name = "HY06", "identifier-too-long"
+    severity = "warning"
+    summary = "Identifiers longer than 63 bytes are silently truncated by PostgreSQL."
+    safe_alternative = "Shorter names (watch generated index/constraint names)."
+
+    def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
+        seen: set[str] = set()
+        for kind, body in walk({st.kind: st.node}):
+            if kind in ("A_Const", "DefElem"):
+                continue
+            for key, val in body.items():
+                names: list[str] = []
+                if key in _IDENT_KEYS and isinstance(val, str):
+                    names = [val]
+                elif key in _NAME_LISTS and isinstance(val, list):
+                    names = strings(val)
+                for name in names:
+                    if len(name.encode("utf-8")) > 63 and name not in seen:
+                        seen.add(name)
+                        yield Hit(
+                            f"identifier {name[:40]}… is {len(name.encode('utf-8'))} bytes: "
+                            f"truncated to 63"
+                        )
+
+
+@rule
+class RequireSchema(Hygiene):
+    id, name = "HY07", "require-table-schema"
+    summary = "Unqualified table names depend on search_path at deploy time."
+    safe_alternative = "Qualify: schema.table."
+    default_enabled = False  # opt-in: most projects live in one schema
+    docs = 'Opt-in (enable = ["HY07"]).'
+
+    def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
+        for key in ("relation", "view", "sequence"):
+            rv = st.node.get(key)
+            if isinstance(rv, dict) and rv.get("relname") and not rv.get("schemaname"):
+                yield Hit(f"{rv['relname']} is not schema-qualified")
+                return
+
+
+@rule
+class DuplicateColumn(Hygiene):
+    id, name = "HY08", "duplicate-column-assignment"
+    severity = "warning"
+    summary = "The same column assigned or defined twice in one statement (an error, or a typo)."
+    safe_alternative = "Assign/define each column once."
+    statement_kinds = frozenset({"UpdateStmt", "InsertStmt", "CreateStmt"})
+
+    def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
+        if st.kind == "CreateStmt":
+            names = [c.get("colname", "") for _, c in columndefs_of(st)]
+        else:
+            key = "targetList" if st.kind == "UpdateStmt" else "cols"
+            names = [unwrap(t)[1].get("name", "") for t in st.node.get(key, []) or []]
+        dup = sorted({n for n in names if n and names.count(n) > 1})
+        if dup:
+            yield Hit(
+                f"column(s) {', '.join(dup)} appear twice in {rel_name(st.node.get('relation'))}"
+            )
+
+
+@rule
+class EnumOrdering(Hygiene):
+    id, name = "HY09", "enum-value-ordering / avoid enums"
+    summary = (
+        "Enum values can't be removed and sort by position; ADD VALUE without BEFORE/AFTER appends."
+    )
+    safe_alternative = (
+        "A lookup table or a CHECK constraint; give ADD VALUE an explicit BEFORE/AFTER."
+    )
+    statement_kinds = frozenset({"AlterEnumStmt", "CreateEnumStmt"})
+
+    def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
+        name = ".".join(strings(st.node.get("typeName")))
+        if st.kind == "CreateEnumStmt":
+            yield Hit(f"CREATE TYPE {name} AS ENUM: values can never be removed")
+        elif not st.node.get("oldVal") and not st.node.get("newValNeighbor"):
+            yield Hit(f"ADD VALUE '{st.node.get('newVal')}' to {name} without BEFORE/AFTER")
+
+
+@rule
+class NamingWidth(Hygiene):
+    id, name = "HY10", "naming / alignment / index width"
+    summary = (
+        "Indexes wider than the configured column count, or names that break the team's pattern."
+    )
+    safe_alternative = (
+        "Narrower indexes; names following `index_name_pattern` / `constraint_name_pattern`."
+    )
+    docs = (
+        "Config: max_index_columns (default 3), index_name_pattern, constraint_name_pattern "
+        "(regexes)."
+    )
+    statement_kinds = frozenset({"IndexStmt", "AlterTableStmt"})
+
+    def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
+        cfg = ctx.config
+        if st.kind == "IndexStmt":
+            cols = len(st.node.get("indexParams", []) or [])
+            if cols > cfg.max_index_columns:
+                yield Hit(
+                    f"index on {rel_name(st.node.get('relation'))} has {cols} columns (> "
+                    f"{cfg.max_index_columns})"
+                )
+            name = st.node.get("idxname")
+            if cfg.index_name_pattern and name and not re.search(cfg.index_name_pattern, name):
+                yield Hit(f"index name {name} does not match {cfg.index_name_pattern!r}")
+            elif cfg.index_name_pattern and not name:
+                yield Hit(
+                    "index has no explicit name (the generated name ignores the naming pattern)"
+                )
+            return
+        if not cfg.constraint_name_pattern:
+            return
+        for raw in st.node.get("cmds", []):
+            _, cmd = unwrap(raw)
+            dk, d = unwrap(cmd.get("def"))
+            if cmd.get("subtype") == "AT_AddConstraint" and dk == "Constraint":
+                name = d.get("conname") or ""
+                if not re.search(cfg.constraint_name_pattern, name):
+                    yield Hit(
+                        f"constraint name {name or '(generated)'} does not match "
+                        f"{cfg.constraint_name_pattern!r}"
+                    )

@@ -1,0 +1,47 @@
+"""Shared readers for rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ..parser import Statement
+from ..tree import Node, rel_name, unwrap
+
+
+@dataclass(frozen=True)
+class Cmd:
+    table: str
+    objtype: str
+    subtype: str
+    name: str  # column / constraint / trigger name the subcommand names
+    body: Node  # AlterTableCmd fields
+    def_kind: str  # node name of AlterTableCmd.def ("ColumnDef", "Constraint", ...)
+    definition: Node
+
+
+def alter_cmds(st: Statement) -> Iterator[Cmd]:
+    if st.kind != "AlterTableStmt":
+        return
+    table = rel_name(st.node.get("relation")) or "?"
+    objtype = st.node.get("objtype", "")
+    for raw in st.node.get("cmds", []):
+        _, c = unwrap(raw)
+        dk, d = unwrap(c.get("def"))
+        yield Cmd(table, objtype, c.get("subtype", ""), c.get("name", ""), c, dk, d)
+
+
+def table_cmds(st: Statement) -> Iterator[Cmd]:
+    """ALTER TABLE subcommands on tables (not ALTER TYPE/INDEX/VIEW ...)."""
+    for cmd in alter_cmds(st):
+        if cmd.objtype in ("OBJECT_TABLE", "OBJECT_FOREIGN_TABLE", "OBJECT_MATVIEW"):
+            yield cmd
+
+
+def qualified(schema_and_name: list[str]) -> str:
+    return ".".join(schema_and_name)
+
+
+def column_label(cmd: Cmd) -> str:
+    col = cmd.definition.get("colname") if cmd.def_kind == "ColumnDef" else None
+    return f"{cmd.table}.{col or cmd.name}"
