@@ -94,7 +94,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help='the migration container; default: "migrate" if present, else the first one',
     )
     parser.add_argument(
-        "--command", help="override the container command (one string, split like a shell)"
+        "--command",
+        # Not "command": job/cli.py's subparsers store the subcommand name there.
+        dest="container_command",
+        help="override the container command (one string, split like a shell)",
     )
     parser.add_argument(
         "--env",
@@ -224,7 +227,11 @@ def execute(args: argparse.Namespace, rt: Runtime) -> int:
         poll_interval = parse_duration(args.poll_interval)
         stop_wait = parse_duration(args.stop_wait)
         environment = parse_env_pairs(args.env or [])
-        command = tuple(shlex.split(args.command)) if args.command is not None else None
+        command = (
+            tuple(shlex.split(args.container_command))
+            if args.container_command is not None
+            else None
+        )
     except (RequestError, ValueError) as exc:
         say(f"usage error: {exc}")
         return EXIT_USAGE

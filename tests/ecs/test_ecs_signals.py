@@ -1,6 +1,6 @@
-"""A cancelled pipeline: the real ecs-run process gets SIGTERM/SIGINT while it waits, calls
-StopTask and exits 143/130. The process talks HTTP to a moto server running in this test
-process, so the test sees ECS's side (the task's stop reason) directly."""
+"""A cancelled pipeline: the real `migrate-job ecs-run` process gets SIGTERM/SIGINT while it
+waits, calls StopTask and exits 143/130. The process talks HTTP to a moto server running in
+this test process, so the test sees ECS's side (the task's stop reason) directly."""
 
 from __future__ import annotations
 
@@ -14,14 +14,6 @@ from typing import Any
 
 import pytest
 from ecs_testkit import CLUSTER, REGION, REPO, MotoEcs, setup_moto_ecs
-
-RUNNER = (
-    "import argparse, sys\n"
-    "from job import ecs\n"
-    "p = argparse.ArgumentParser()\n"
-    "ecs.add_arguments(p)\n"
-    "sys.exit(ecs.main(p.parse_args(sys.argv[1:])))\n"
-)
 
 
 @pytest.fixture
@@ -63,7 +55,7 @@ def start_ecs_run(endpoint: str, env_moto: MotoEcs, *extra: str) -> subprocess.P
         "--region", REGION, "--poll-interval", "200ms", "--stop-wait", "10s", *extra,
     ]  # fmt: skip
     return subprocess.Popen(
-        [sys.executable, "-c", RUNNER, *argv],
+        [sys.executable, "-m", "job", "ecs-run", *argv],  # the real CLI
         env=env,
         cwd=REPO,
         stdout=subprocess.PIPE,

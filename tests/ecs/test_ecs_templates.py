@@ -16,6 +16,11 @@ TASK_ROLE_ACTIONS = {
     "s3:PutObject",
     "s3:AbortMultipartUpload",
     "s3:ListMultipartUploadParts",
+    # The backup module reads every dump back to verify it (sha256 or restore), deletes a dump
+    # that fails verification, and prunes old ones by listing the prefix (job/backup).
+    "s3:GetObject",
+    "s3:DeleteObject",
+    "s3:ListBucket",
 }
 EXECUTION_ROLE_ACTIONS = {
     "ecr:GetAuthorizationToken",
@@ -136,8 +141,12 @@ def test_task_role_scopes_secret_and_backup_prefix() -> None:
         for action in [actions] if isinstance(actions, str) else actions:
             by_action[action] = statement["Resource"]
     assert by_action["secretsmanager:GetSecretValue"].startswith("arn:aws:secretsmanager:")
-    for action in ("s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"):
+    object_actions = TASK_ROLE_ACTIONS - {"secretsmanager:GetSecretValue", "s3:ListBucket"}
+    for action in object_actions:
         assert by_action[action] == "arn:aws:s3:::app-backups/migrate/*"
+    [listing] = [s for s in policy["Statement"] if s["Action"] == "s3:ListBucket"]
+    assert listing["Resource"] == "arn:aws:s3:::app-backups"
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "migrate/*"}}
 
 
 @pytest.mark.parametrize(
