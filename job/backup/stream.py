@@ -119,8 +119,11 @@ class TocReader:
                 self.proc.stdin.close()
         rc = self.proc.wait(timeout=300)
         self.out.seek(0)
-        entries = sum(1 for line in self.out if line.strip() and not line.startswith(b";"))
-        if rc != 0 or entries == 0:
+        lines = self.out.read().splitlines()
+        entries = sum(1 for line in lines if line.strip() and not line.startswith(b";"))
+        # An empty database has no entries, but every readable archive has this header.
+        header = any(line.startswith(b"; Archive created at") for line in lines)
+        if rc != 0 or not header:
             raise BackupError(
                 f"pg_restore --list could not read the archive (exit {rc}, {entries} entries): "
                 f"{stderr_tail(self.err)}"

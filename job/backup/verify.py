@@ -35,9 +35,9 @@ def dbname_arg(params: ConnParams) -> str:
 def list_file(tools: PgTools, path: str, env: Mapping[str, str] | None = None) -> list[str]:
     out = subprocess.run([tools.pg_restore, "--list", path], capture_output=True,
                          env=dict(env) if env is not None else None, timeout=600, check=False)
-    lines = [ln for ln in out.stdout.decode(errors="replace").splitlines()
-             if ln.strip() and not ln.startswith(";")]
-    if out.returncode != 0 or not lines:
+    text = out.stdout.decode(errors="replace")
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(";")]
+    if out.returncode != 0 or "; Archive created at" not in text:
         raise BackupError(f"pg_restore --list {path} failed (exit {out.returncode}): "
                           f"{out.stderr.decode(errors='replace').strip()[-2000:]}")
     return lines

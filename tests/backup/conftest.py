@@ -18,12 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
-from job.db import ConnParams
 from job.pgserver import free_port
-from job.settings import Settings
+
+from .helpers import RecordingLog, seed
 
 REPO = Path(__file__).resolve().parents[2]
 AZURITE = REPO / ".test-tools" / "node_modules" / ".bin" / "azurite-blob"
@@ -31,31 +30,6 @@ AZURITE = REPO / ".test-tools" / "node_modules" / ".bin" / "azurite-blob"
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
                "KBHBeksoGMGw==")
-
-
-class RecordingLog:
-    """A structlog-shaped logger that keeps every event for assertions."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str, dict[str, Any]]] = []
-
-    def _log(self, level: str, event: str, **kw: Any) -> None:
-        self.events.append((level, event, kw))
-
-    def info(self, event: str, **kw: Any) -> None:
-        self._log("info", event, **kw)
-
-    def warning(self, event: str, **kw: Any) -> None:
-        self._log("warning", event, **kw)
-
-    def error(self, event: str, **kw: Any) -> None:
-        self._log("error", event, **kw)
-
-    def debug(self, event: str, **kw: Any) -> None:
-        self._log("debug", event, **kw)
-
-    def named(self, event: str) -> list[dict[str, Any]]:
-        return [kw for _, e, kw in self.events if e == event]
 
 
 @pytest.fixture
@@ -73,66 +47,6 @@ def pg_bin(pg_server: Any) -> Path:
 @pytest.fixture
 def base_env(pg_bin: Path) -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", os.defpath), "MIGRATE_PG_BIN_DIR": str(pg_bin)}
-
-
-def make_settings(backup: str, env: dict[str, str], **kw: Any) -> Settings:
-    return Settings(backup=backup, environ=env, **kw)
-
-
-def params_of(url: str) -> ConnParams:
-    return ConnParams.from_url(url)
-
-
-# -- a database worth backing up ----------------------------------------------------------------
-SEED_SQL = """
-CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
-CREATE SEQUENCE invoice_no START 1000 INCREMENT 7;
-CREATE TABLE customers (id bigserial PRIMARY KEY, name text NOT NULL, mood mood NOT NULL,
-                        created timestamptz NOT NULL DEFAULT '2024-01-01');
-CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id bigint REFERENCES customers(id),
-                     amount numeric(12, 2) NOT NULL, note text, invoice bigint);
-CREATE TABLE events (id bigint PRIMARY KEY, payload jsonb, blob bytea);
-CREATE INDEX orders_customer ON orders (customer_id);
-CREATE FUNCTION order_total(c bigint) RETURNS numeric LANGUAGE sql STABLE
-    AS $$ SELECT coalesce(sum(amount), 0) FROM orders WHERE customer_id = c $$;
-CREATE VIEW big_spenders AS SELECT id, order_total(id) AS total FROM customers;
-INSERT INTO customers (name, mood)
-    SELECT 'customer ' || g, (ARRAY['sad','ok','happy']::mood[])[1 + g % 3]
-    FROM generate_series(1, 500) g;
-INSERT INTO orders (customer_id, amount, note, invoice)
-    SELECT 1 + g % 500, (g % 997) / 7.0, CASE WHEN g % 5 = 0 THEN NULL ELSE md5(g::text) END,
-           nextval('invoice_no')
-    FROM generate_series(1, 5000) g;
-INSERT INTO events (id, payload, blob)
-    SELECT g, jsonb_build_object('n', g, 'tag', md5(g::text)), decode(md5(g::text), 'hex')
-    FROM generate_series(1, {rows}) g;
-"""
-
-TABLES = ("customers", "orders", "events")
-
-
-def seed(url: str, rows: int = 100_000) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(SEED_SQL.replace("{rows}", str(rows)))  # type: ignore[arg-type]
-
-
-def fingerprint(url: str) -> dict[str, Any]:
-    """Row counts and an order-independent-of-storage checksum per table, plus the sequence,
-    the enum, and the function's result: equal fingerprints mean equal contents."""
-    out: dict[str, Any] = {}
-    with psycopg.connect(url, autocommit=True) as conn:
-        for t in TABLES:
-            row = conn.execute(
-                f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY id), ''))"  # noqa: S608
-                f" FROM {t} t"
-            ).fetchone()
-            out[t] = row
-        out["invoice_no"] = conn.execute(
-            "SELECT last_value, is_called FROM invoice_no").fetchone()
-        out["enum"] = conn.execute("SELECT enum_range(NULL::mood)::text").fetchone()
-        out["function"] = conn.execute("SELECT order_total(42)::text").fetchone()
-        out["view"] = conn.execute("SELECT count(*) FROM big_spenders").fetchone()
-    return out
 
 
 @pytest.fixture
@@ -259,7 +173,10 @@ def wrapped_bin(tmp_path: Path, pg_bin: Path) -> Path:
     d = tmp_path / "bin"
     d.mkdir()
     (d / "pg_dump").write_text(
-        f'#!/bin/sh\necho $$ > "{d}/pg_dump.pid"\nexec "{pg_bin}/pg_dump" "$@"\n')
+        "#!/bin/sh\n"
+        f'echo $$ > "{d}/pg_dump.pid"\n'
+        f'echo "$*" >> "{d}/pg_dump.calls"\n'
+        f'exec "{pg_bin}/pg_dump" "$@"\n')
     (d / "pg_dump").chmod(0o755)
     (d / "pg_restore").symlink_to(pg_bin / "pg_restore")
     return d

@@ -11,8 +11,8 @@ import pytest
 
 from job.backup import restore_backup, take_backup
 from job.backup.target import open_target
-from tests.backup.conftest import RecordingLog, fingerprint, make_settings, params_of
-from tests.backup.helpers import backup_uri, manifest_of
+
+from .helpers import RecordingLog, backup_uri, fingerprint, make_settings, manifest_of, params_of
 
 
 @pytest.mark.parametrize("kind", ["file", "s3", "azblob"])
