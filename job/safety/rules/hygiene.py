@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from ..context import Context
 from ..parser import Statement
-from ..tree import TypeInfo, columndefs_of, rel_name, strings, type_info, unwrap, walk
+from ..tree import TypeInfo, columndefs_of, rel_name, strings, type_info, unwrap
 from .base import Hit, Rule, rule
 
 
@@ -94,21 +94,10 @@ class BanChar(Hygiene):
                 yield Hit(f"{table}.{col} is {t}: prefer text")
 
 
-_IDENT_KEYS = {
-    "relname",
-    "colname",
-    "idxname",
-    "conname",
-    "schemaname",
-    "trigname",
-    "policy_name",
-    "newname",
-    "subname",
-    "indexname",
-    "newschema",
-    "extname",
-}
-_NAME_LISTS = {"funcname", "names", "typeName", "domainname", "objname"}
+# The parser already truncated long names (with only a NOTICE), so look at the source text:
+# identifiers outside string literals, comments and dollar-quoted bodies.
+_NOT_CODE = re.compile(r"'(?:[^']|'')*'|\$([A-Za-z_]\w*)?\$.*?\$\1\$|--[^\n]*|/\*.*?\*/", re.S)
+_IDENT = re.compile(r'"((?:[^"]|"")+)"|([A-Za-z_\x80-\uffff][\w$\x80-\uffff]*)')
 
 
 @rule
@@ -119,23 +108,14 @@ class IdentifierTooLong(Hygiene):
     safe_alternative = "Shorter names (watch generated index/constraint names)."
 
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
+        code = _NOT_CODE.sub(" ", st.text)
         seen: set[str] = set()
-        for kind, body in walk({st.kind: st.node}):
-            if kind in ("A_Const", "DefElem"):
-                continue
-            for key, val in body.items():
-                names: list[str] = []
-                if key in _IDENT_KEYS and isinstance(val, str):
-                    names = [val]
-                elif key in _NAME_LISTS and isinstance(val, list):
-                    names = strings(val)
-                for name in names:
-                    if len(name.encode("utf-8")) > 63 and name not in seen:
-                        seen.add(name)
-                        yield Hit(
-                            f"identifier {name[:40]}… is {len(name.encode('utf-8'))} bytes: "
-                            f"truncated to 63"
-                        )
+        for m in _IDENT.finditer(code):
+            name = m.group(1) or m.group(2)
+            size = len(name.encode("utf-8"))
+            if size > 63 and name not in seen:
+                seen.add(name)
+                yield Hit(f"identifier {name[:40]}... is {size} bytes: PostgreSQL truncates it to 63")
 
 
 @rule
