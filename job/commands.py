@@ -37,12 +37,13 @@ def new(settings: Settings, name: str, now: datetime | None = None) -> list[Path
     apply_path.write_text(
         f"-- {name}\n{depends}"
         "--\n"
-        "-- Runs in one transaction with its tracking rows. For CREATE INDEX CONCURRENTLY and\n"
-        "-- other statements that cannot run in a transaction, add the directive line\n"
-        "--   transactional: false   (written as a comment: two dashes, then the directive)\n"
-        "-- and keep each statement idempotent (IF NOT EXISTS).\n"
-        "-- Destructive changes need an approval line, e.g.\n"
-        "--   migrate-job: approve DL02 \"reason\"   (also as a comment)\n\n"
+        "-- Runs in one transaction together with its tracking rows. Directives (remove the\n"
+        "-- first two dashes to use one; they must stay above the first statement):\n"
+        "-- -- transactional: false\n"
+        "--      for CREATE INDEX CONCURRENTLY and other statements that cannot run in a\n"
+        "--      transaction; keep each statement idempotent (IF NOT EXISTS)\n"
+        "-- -- migrate-job: approve DL02 \"why this destructive change is safe\"\n"
+        "--      approves a destructive finding of `migrate-job plan` after review\n\n"
     )
     rollback_path.write_text(f"-- rollback of {mid}: undo the statements of {apply_path.name} "
                              "in reverse order\n\n")

@@ -129,8 +129,14 @@ class MigrationSet:
         for m in items:
             m.load()
         yoyo_by_obj = {id(m.yoyo): m for m in items}
+        from yoyo.topologicalsort import CycleError
+
         try:
+            # yoyo's sort is a generator: its own error wrapping never sees the cycle.
             ordered = list(topological_sort(m.yoyo for m in items))
+        except CycleError as exc:
+            names = ", ".join(f"{y.id} ({y.path})" for y in exc.args[1])
+            raise ConfigError(f"dependency cycle among migrations: {names}") from None
         except yoyo_exceptions.BadMigration as exc:
             raise ConfigError(f"{self.directory}: {exc}") from None
         return [yoyo_by_obj[id(y)] for y in ordered]
