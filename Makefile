@@ -1,0 +1,43 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export XDG_RUNTIME_DIR ?= /tmp
+
+.PHONY: install demo test lint typecheck pytest test-tools test-image bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[all,test]'
+	touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/migrate-job demo
+
+lint: install
+	$(BIN)/ruff check job tests bench
+
+typecheck: install
+	$(BIN)/mypy job
+
+# Tools the tests need that are not Python packages: Azurite (npm) for Azure Blob backups.
+test-tools: install
+	tests/backup/install_azurite.sh
+
+pytest: install test-tools
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test: lint typecheck pytest
+
+bench: install
+	$(BIN)/python bench/apply.py
+
+clean:
+	rm -rf $(VENV) .test-tools .pytest_cache .mypy_cache .ruff_cache *.egg-info
