@@ -113,3 +113,18 @@ def test_secret_host_replaces_environment_hostaddr() -> None:
     base = ConnParams({"hostaddr": "10.0.0.1", "dbname": "d"})
     p = value.parse(json.dumps({"username": "u", "password": "pw-x", "host": "h"}), base, "s")
     assert "hostaddr" not in p.params and p.params["host"] == "h"
+
+
+def test_env_source_loads_no_cloud_sdk() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, job.secrets as s, job.settings as st;"
+            "s.get_params_factory(st.load({'MIGRATE_DATABASE_URL': 'postgresql://u:p@h/d'}))(False);"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('boto3', 'botocore', 'azure', 'msal')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2], timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
