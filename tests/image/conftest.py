@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from podman_image import MEASURED
+from tests.image.podman_image import MEASURED
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -13,5 +13,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.write_line(
         f"image: {MEASURED['size_mb']} MB, cold start (podman run ... --version) median "
         f"{MEASURED['cold_start_median_s']} s over {len(MEASURED['cold_start_samples_s'])} runs"
-        f" [{MEASURED['file']}]"
+        f"; `run` with nothing pending {MEASURED.get('noop_run_s')} s [{MEASURED['file']}]"
     )

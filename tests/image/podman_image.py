@@ -22,8 +22,16 @@ REPO = Path(__file__).resolve().parents[2]
 SETUP = REPO / "scripts" / "podman-setup.sh"
 IMAGE = "localhost/migrate-job:test"
 RUN_AS = "10001"
-# Filled by the size/cold-start test, printed by conftest.py at the end of the run.
+METRICS_FILE = Path(os.environ.get("MIGRATE_IMAGE_METRICS",
+                                   "/tmp/migrate-job-image-metrics.json"))
+# Filled by the tests that measure, printed by conftest.py at the end of the run.
 MEASURED: dict[str, Any] = {}
+
+
+def record(**metrics: Any) -> None:
+    """Keep a measurement for the end-of-run summary and in METRICS_FILE (JSON)."""
+    MEASURED.update(metrics, file=str(METRICS_FILE))
+    METRICS_FILE.write_text(json.dumps(MEASURED, indent=2) + "\n")
 
 
 def skip_requested() -> bool:

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from podman_image import (
+
+from tests.image.podman_image import (
     IMAGE,
-    MEASURED,
     REPO,
     Podman,
+    record,
     setup_env,
     skip_requested,
     summary_event,
@@ -30,8 +31,6 @@ from podman_image import (
 pytestmark = pytest.mark.image
 
 BASE_IMAGE = os.environ.get("MIGRATE_PODMAN_BASE_IMAGE", "localhost/debian-minbase:bookworm")
-METRICS_FILE = Path(os.environ.get("MIGRATE_IMAGE_METRICS",
-                                   "/tmp/migrate-job-image-metrics.json"))
 # A bound, not a target: catches a compiler toolchain or a second copy of a dependency tree.
 MAX_IMAGE_BYTES = 600 * 1024 * 1024
 MAX_COLD_START_S = 5.0
@@ -55,7 +54,8 @@ def podman() -> Podman:
 @pytest.fixture(scope="session")
 def image(podman: Podman) -> str:
     """The product image from the repository's Dockerfile, offline flavour (Debian client)."""
-    podman.build(REPO, IMAGE, {"BASE_IMAGE": BASE_IMAGE, "PG_CLIENT": "debian",
+    context = Path(os.environ.get("MIGRATE_IMAGE_CONTEXT", str(REPO)))
+    podman.build(context, IMAGE, {"BASE_IMAGE": BASE_IMAGE, "PG_CLIENT": "debian",
                                "VERSION": "0.0.0-test", "REVISION": "test"})
     return IMAGE
 
@@ -155,8 +155,7 @@ def test_image_size_and_cold_start(podman: Podman, image: str) -> None:
         "cold_start_samples_s": [round(s, 3) for s in samples],
         "version_output": version,
     }
-    METRICS_FILE.write_text(json.dumps(metrics, indent=2) + "\n")
-    MEASURED.update(metrics, file=str(METRICS_FILE))
+    record(**metrics)
     print(f"\nimage metrics: {json.dumps(metrics)}")
     assert "migrate-job" in version or version[:1].isdigit(), version
     assert size < MAX_IMAGE_BYTES, f"image is {size / 1e6:.0f} MB"
@@ -172,7 +171,9 @@ def test_app_image_applies_then_rerun_has_nothing_pending(
     applied = summary_event(first.stderr)["applied"]
     assert isinstance(applied, list) and len(applied) == 2, applied
 
+    started = time.perf_counter()
     second = podman.run(database_url, "run", image=app_image)
+    record(noop_run_s=round(time.perf_counter() - started, 3))
     assert second.returncode == 0, second.stderr[-4000:]
     assert summary_event(second.stderr)["applied"] == []
     assert scalar(database_url, "SELECT count(*) FROM widgets") == 1
