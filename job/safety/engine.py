@@ -155,7 +155,8 @@ def analyze(
         for a in approved:
             if reasons[a.rule] is not a:  # a second approval of the same rule is stale by itself
                 report.stale_approvals.append(Approval(f.id, f.path, a.line, a.rule, a.reason))
-    report.findings.sort(key=lambda x: (_order(files, x.migration), x.line, x.rule))
+    position = {f.id: i for i, f in reversed(list(enumerate(files)))}
+    report.findings.sort(key=lambda x: (position.get(x.migration, len(files)), x.line, x.rule))
     if stats is not None:
         _add_sizes(report, stats)
     return report
@@ -183,13 +184,6 @@ def _run(
                 None,
             )
         )
-
-
-def _order(files: Sequence[SqlFile], migration: str) -> int:
-    for i, f in enumerate(files):
-        if f.id == migration:
-            return i
-    return len(files)
 
 
 def _add_sizes(report: Report, stats: StatsProvider) -> None:

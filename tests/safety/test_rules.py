@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (SQL cases read best on one line each)
 """Every catalogue rule: at least one SQL case that must fire and one close case that must not."""
 
 from __future__ import annotations
@@ -39,7 +40,11 @@ FIRES: list[tuple[str, str, dict]] = [
     ("LK04", "ALTER TABLE orders ADD CONSTRAINT orders_a_key UNIQUE (a);", {}),
     ("LK05", "ALTER TABLE orders ADD PRIMARY KEY (id);", {}),
     ("LK05", "ALTER TABLE orders ADD COLUMN id2 serial PRIMARY KEY;", {}),
-    ("LK06", "ALTER TABLE orders ADD CONSTRAINT orders_c_fk FOREIGN KEY (c) REFERENCES customers (id);", {}),
+    (
+        "LK06",
+        "ALTER TABLE orders ADD CONSTRAINT orders_c_fk FOREIGN KEY (c) REFERENCES customers (id);",
+        {},
+    ),
     ("LK06", "ALTER TABLE orders ADD COLUMN customer_id bigint REFERENCES customers (id);", {}),
     ("LK07", "ALTER TABLE orders ADD CONSTRAINT pos CHECK (a > 0);", {}),
     ("LK08", "ALTER TABLE orders ALTER COLUMN a SET NOT NULL;", {}),
@@ -51,13 +56,29 @@ FIRES: list[tuple[str, str, dict]] = [
         "ALTER TABLE orders ALTER COLUMN a SET NOT NULL;",
         {"pg": 11},  # before 12 the validated CHECK does not spare the scan
     ),
-    ("LK09", "ALTER TABLE bookings ADD CONSTRAINT no_overlap EXCLUDE USING gist (room WITH =, during WITH &&);", {}),
-    ("LK10", "ALTER TABLE orders ADD CONSTRAINT pos CHECK (a > 0) NOT VALID;\nALTER TABLE orders VALIDATE CONSTRAINT pos;", {}),
+    (
+        "LK09",
+        "ALTER TABLE bookings ADD CONSTRAINT no_overlap EXCLUDE USING gist (room WITH =, during WITH &&);",
+        {},
+    ),
+    (
+        "LK10",
+        "ALTER TABLE orders ADD CONSTRAINT pos CHECK (a > 0) NOT VALID;\nALTER TABLE orders VALIDATE CONSTRAINT pos;",
+        {},
+    ),
     ("LK11", "ALTER TABLE events DETACH PARTITION events_2019;", {}),
-    ("LK12", "ALTER TABLE events ATTACH PARTITION events_2025 FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');", {}),
+    (
+        "LK12",
+        "ALTER TABLE events ATTACH PARTITION events_2025 FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');",
+        {},
+    ),
     ("LK13", "REFRESH MATERIALIZED VIEW daily_totals;", {}),
     ("LK14", "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE;", {}),
-    ("LK15", "CREATE TRIGGER audit BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION audit();", {}),
+    (
+        "LK15",
+        "CREATE TRIGGER audit BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION audit();",
+        {},
+    ),
     ("LK15", "ALTER TABLE orders DISABLE TRIGGER audit;", {}),
     ("LK16", "ALTER DOMAIN positive ADD CONSTRAINT gt0 CHECK (VALUE > 0);", {}),
     ("LK16", "CREATE DOMAIN positive AS int CHECK (VALUE > 0);", {}),
@@ -188,7 +209,11 @@ QUIET: list[tuple[str, str, dict]] = [
     ("LK03", "REINDEX (CONCURRENTLY) TABLE orders;", NONTX),
     ("LK04", "ALTER TABLE orders ADD CONSTRAINT orders_a_key UNIQUE USING INDEX orders_a_idx;", {}),
     ("LK05", "CREATE TABLE t (id bigint);\nALTER TABLE t ADD PRIMARY KEY (id);", {}),
-    ("LK06", "ALTER TABLE orders ADD CONSTRAINT orders_c_fk FOREIGN KEY (c) REFERENCES customers (id) NOT VALID;", {}),
+    (
+        "LK06",
+        "ALTER TABLE orders ADD CONSTRAINT orders_c_fk FOREIGN KEY (c) REFERENCES customers (id) NOT VALID;",
+        {},
+    ),
     ("LK07", "ALTER TABLE orders ADD CONSTRAINT pos CHECK (a > 0) NOT VALID;", {}),
     (
         "LK08",
@@ -198,19 +223,39 @@ QUIET: list[tuple[str, str, dict]] = [
         {"pg": 12},
     ),
     ("LK08", "ALTER TABLE orders ADD CONSTRAINT a_nn NOT NULL a NOT VALID;", {}),
-    ("LK09", "CREATE TABLE b (room int, during tstzrange);\nALTER TABLE b ADD CONSTRAINT x EXCLUDE USING gist (room WITH =, during WITH &&);", {}),
+    (
+        "LK09",
+        "CREATE TABLE b (room int, during tstzrange);\nALTER TABLE b ADD CONSTRAINT x EXCLUDE USING gist (room WITH =, during WITH &&);",
+        {},
+    ),
     ("LK10", "ALTER TABLE orders VALIDATE CONSTRAINT pos;", {}),
     ("LK11", "ALTER TABLE events DETACH PARTITION events_2019 CONCURRENTLY;", NONTX),
-    ("LK12", "CREATE TABLE events_2025 (at timestamptz);\nALTER TABLE events ATTACH PARTITION events_2025 FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');", {}),
+    (
+        "LK12",
+        "CREATE TABLE events_2025 (at timestamptz);\nALTER TABLE events ATTACH PARTITION events_2025 FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');",
+        {},
+    ),
     ("LK13", "REFRESH MATERIALIZED VIEW CONCURRENTLY daily_totals;", {}),
     ("LK14", "LOCK TABLE orders IN ROW EXCLUSIVE MODE;", {}),
-    ("LK15", "CREATE TABLE t (a bigint);\nCREATE TRIGGER audit BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION audit();", {}),
+    (
+        "LK15",
+        "CREATE TABLE t (a bigint);\nCREATE TRIGGER audit BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION audit();",
+        {},
+    ),
     ("LK16", "ALTER DOMAIN positive ADD CONSTRAINT gt0 CHECK (VALUE > 0) NOT VALID;", {}),
     ("LK16", "CREATE DOMAIN label AS text;", {}),
     ("LK17", "SET lock_timeout = '2s';\nALTER TABLE orders ADD COLUMN b int;", {}),
-    ("LK17", "SELECT set_config('lock_timeout', '2s', true);\nALTER TABLE orders ADD COLUMN b int;", {}),
+    (
+        "LK17",
+        "SELECT set_config('lock_timeout', '2s', true);\nALTER TABLE orders ADD COLUMN b int;",
+        {},
+    ),
     ("LK18", "SET statement_timeout = '5min';\nALTER TABLE orders ADD COLUMN b int;", {}),
-    ("LK19", "ALTER TABLE orders ADD COLUMN b int;\nUPDATE orders SET b = a WHERE b IS NULL;", NONTX),
+    (
+        "LK19",
+        "ALTER TABLE orders ADD COLUMN b int;\nUPDATE orders SET b = a WHERE b IS NULL;",
+        NONTX,
+    ),
     ("LK19", "UPDATE orders SET b = a WHERE id < 1000;", {}),
     ("RW01", "ALTER TABLE orders ALTER COLUMN note TYPE varchar(40);", {"prelude": ORDERS}),
     ("RW01", "ALTER TABLE orders ALTER COLUMN note TYPE text;", {"prelude": ORDERS}),
@@ -229,10 +274,18 @@ QUIET: list[tuple[str, str, dict]] = [
     ("BC04", "ALTER TABLE orders ALTER COLUMN a SET NOT NULL;", {}),
     ("BC05", "CREATE TABLE t (a bigint);\nALTER TABLE t ALTER COLUMN a SET DEFAULT 0;", {}),
     ("BC06", "CREATE VIEW v2 AS SELECT 1;\nDROP VIEW v2;", {}),
-    ("BC07", "CREATE TABLE t (a bigint CONSTRAINT pos CHECK (a > 0));\nALTER TABLE t DROP CONSTRAINT pos;", {}),
+    (
+        "BC07",
+        "CREATE TABLE t (a bigint CONSTRAINT pos CHECK (a > 0));\nALTER TABLE t DROP CONSTRAINT pos;",
+        {},
+    ),
     ("BC08", "CREATE TABLE t (a bigint);\nALTER TABLE t SET SCHEMA archive;", {}),
     ("BC09", "SELECT nextval('order_seq');", {}),
-    ("BC10", "CREATE TABLE t (a int, g int GENERATED ALWAYS AS (a) STORED);\nALTER TABLE t ALTER COLUMN g DROP EXPRESSION;", {}),
+    (
+        "BC10",
+        "CREATE TABLE t (a int, g int GENERATED ALWAYS AS (a) STORED);\nALTER TABLE t ALTER COLUMN g DROP EXPRESSION;",
+        {},
+    ),
     ("BC11", "ALTER TABLE orders ENABLE TRIGGER audit;", {}),
     ("BC12", "CREATE VIEW order_view2 AS SELECT id FROM orders;", {}),
     ("BC13", "GRANT SELECT ON orders TO reporting;", {}),
@@ -257,7 +310,11 @@ QUIET: list[tuple[str, str, dict]] = [
     ("TX04", "ALTER TABLE orders ADD COLUMN b int, ADD COLUMN c int;", {}),
     ("TX04", "SET lock_timeout = '1s';\nALTER TABLE orders ADD COLUMN b int;", {}),
     ("TX05", "CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_a ON orders (a);", NONTX),
-    ("TX05", "CREATE INDEX orders_a ON orders (a);", {}),  # inside the job's transaction: atomic anyway
+    (
+        "TX05",
+        "CREATE INDEX orders_a ON orders (a);",
+        {},
+    ),  # inside the job's transaction: atomic anyway
     ("HY01", "CREATE TABLE t (id bigint PRIMARY KEY);", {}),
     ("HY02", "CREATE TABLE t (id bigint GENERATED ALWAYS AS IDENTITY);", {}),
     ("HY03", "CREATE TABLE t (name text);", {}),
@@ -271,7 +328,11 @@ QUIET: list[tuple[str, str, dict]] = [
     ("AN01", "SELECT 1;", {}),
     ("AN02", "SELECT '\\set x 1';\nSELECT E'a\\\\b';", {}),
     ("AN03", "CREATE FUNCTION f() RETURNS int BEGIN ATOMIC SELECT 1; END;", {}),
-    ("AN04", '-- migrate-job: approve DL02 "column unused since v41"\nALTER TABLE orders DROP COLUMN note;', {}),
+    (
+        "AN04",
+        '-- migrate-job: approve DL02 "column unused since v41"\nALTER TABLE orders DROP COLUMN note;',
+        {},
+    ),
     ("AN04", "-- an ordinary comment mentioning migrate-job\nSELECT 1;", {}),
 ]
 
@@ -291,7 +352,9 @@ def test_rule_fires(case: tuple[str, str, dict]) -> None:
 def test_rule_stays_quiet_on_close_case(case: tuple[str, str, dict]) -> None:
     rule, sql, opts = case
     report = run(sql, **opts)
-    assert rule not in rules_fired(report), [(f.rule, f.message) for f in report.findings if f.rule == rule]
+    assert rule not in rules_fired(report), [
+        (f.rule, f.message) for f in report.findings if f.rule == rule
+    ]
 
 
 def test_every_rule_has_a_firing_and_a_quiet_case() -> None:
@@ -309,5 +372,8 @@ def test_catalogue_has_73_rules_in_seven_categories() -> None:
         assert r.severity in ("error", "warning", "info")
         assert r.summary and r.safe_alternative and r.name
     assert {r.id for r in RULES if r.blocking} == {
-        *(f"DL{i:02}" for i in range(1, 11)), "TX01", "AN01", "AN02",
+        *(f"DL{i:02}" for i in range(1, 11)),
+        "TX01",
+        "AN01",
+        "AN02",
     }

@@ -115,7 +115,9 @@ class IdentifierTooLong(Hygiene):
             size = len(name.encode("utf-8"))
             if size > 63 and name not in seen:
                 seen.add(name)
-                yield Hit(f"identifier {name[:40]}... is {size} bytes: PostgreSQL truncates it to 63")
+                yield Hit(
+                    f"identifier {name[:40]}... is {size} bytes: PostgreSQL truncates it to 63"
+                )
 
 
 @rule

@@ -20,15 +20,26 @@ class Cmd:
     definition: Node
 
 
-def alter_cmds(st: Statement) -> Iterator[Cmd]:
-    if st.kind != "AlterTableStmt":
-        return
-    table = rel_name(st.node.get("relation")) or "?"
-    objtype = st.node.get("objtype", "")
-    for raw in st.node.get("cmds", []):
-        _, c = unwrap(raw)
-        dk, d = unwrap(c.get("def"))
-        yield Cmd(table, objtype, c.get("subtype", ""), c.get("name", ""), c, dk, d)
+_last: tuple[Statement | None, list[Cmd]] = (None, [])
+
+
+def alter_cmds(st: Statement) -> list[Cmd]:
+    """The subcommands of an ALTER TABLE/TYPE/INDEX/VIEW statement.
+
+    Thirty rules ask for the same statement in a row, so the last answer is kept."""
+    global _last
+    if _last[0] is st:
+        return _last[1]
+    cmds: list[Cmd] = []
+    if st.kind == "AlterTableStmt":
+        table = rel_name(st.node.get("relation")) or "?"
+        objtype = st.node.get("objtype", "")
+        for raw in st.node.get("cmds", []):
+            _, c = unwrap(raw)
+            dk, d = unwrap(c.get("def"))
+            cmds.append(Cmd(table, objtype, c.get("subtype", ""), c.get("name", ""), c, dk, d))
+    _last = (st, cmds)
+    return cmds
 
 
 def table_cmds(st: Statement) -> Iterator[Cmd]:
