@@ -149,3 +149,18 @@ def test_pr_lint_annotates_changed_migrations() -> None:
     assert wf[True]["pull_request"]["paths"] == ["migrations/**"]
     text = (WORKFLOWS / "pr-lint.yml").read_text()
     assert "lint --format github" in text
+
+
+def test_compose_runs_migrate_before_api_as_a_hook_would() -> None:
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert services["api"]["depends_on"]["migrate"]["condition"] == (
+        "service_completed_successfully"
+    )
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "healthcheck" in services["postgres"]
+    migrate = services["migrate"]
+    assert migrate["user"] == "10001:10001"
+    assert migrate["read_only"] is True and migrate["tmpfs"] == ["/tmp"]
+    assert migrate["restart"] == "no"  # a one-shot job: a restart would re-run a failed deploy
+    assert "./migrations:/app/migrations:ro" in migrate["volumes"]
