@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -83,11 +84,16 @@ def stderr_tail(f: IO[bytes], limit: int = 2000) -> str:
 
 
 def kill(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is not None and proc.poll() is None:
+    """SIGKILL a child started with ``start_new_session`` and its whole process group (a
+    wrapper script's own children too), then reap it."""
+    if proc is None or proc.poll() is not None:
+        return  # already reaped: its pid (and group id) may belong to someone else by now
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
         proc.kill()
-    if proc is not None:
-        with contextlib.suppress(Exception):
-            proc.wait(timeout=10)
+    with contextlib.suppress(Exception):
+        proc.wait(timeout=10)
 
 
 class TocReader:
@@ -99,7 +105,7 @@ class TocReader:
         self.err = tempfile.TemporaryFile()  # noqa: SIM115
         self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
             [tools.pg_restore, "--list"], stdin=subprocess.PIPE, stdout=self.out,
-            stderr=self.err, env=env,
+            stderr=self.err, env=env, start_new_session=True,
         )
         self.open = True
 
@@ -163,7 +169,10 @@ def dump_to_target(
             toc = TocReader(tools, env)
             argv = [tools.pg_dump, "--format=custom", "--no-password",
                     f"--lock-wait-timeout={max(1, int(lock_wait_s * 1000))}"]
-            dump = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=dump_err, env=env)
+            # Own process group: an interrupt is handled here (kill, abort the upload), and a
+            # terminal's Ctrl-C must not race us by killing pg_dump first.
+            dump = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=dump_err, env=env,
+                                    start_new_session=True)
             assert dump.stdout is not None
             fd = dump.stdout.fileno()
             grow_pipe(fd)

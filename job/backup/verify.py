@@ -53,6 +53,7 @@ def restore_stream(
         proc = subprocess.Popen(
             [tools.pg_restore, *RESTORE_FLAGS, "-d", dbname_arg(params)],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=env,
+            start_new_session=True,
         )
         assert proc.stdin is not None
         stdin = proc.stdin
