@@ -101,7 +101,7 @@ def test_ci_tests_against_postgres_and_builds_the_image() -> None:
     assert "postgres" in ci["jobs"]["test"]["services"]
     assert "TEST_DATABASE_URL" in ci["jobs"]["test"]["env"]
     text = (WORKFLOWS / "ci.yml").read_text()
-    for needle in ("ruff check", "mypy", "hadolint", "actionlint", "tests/helm",
+    for needle in ("make lint", "make typecheck", "hadolint", "actionlint", "tests/helm",
                    "docker/build-push-action"):
         assert needle in text, needle
     image_run = steps(ci, "image")[step_index(steps(ci, "image"), "--read-only")]["run"]
