@@ -8,6 +8,8 @@ migrations run statement by statement in autocommit; a failure reports exactly w
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import random
 import threading
 import time
@@ -120,7 +122,7 @@ class Applier:
         else:
             for m in pending:
                 if m.transactional:
-                    self._with_retries([m], lambda ms=[m]: self._run_transactional(ms))
+                    self._with_retries([m], functools.partial(self._run_transactional, [m]))
                 else:
                     self._run_nontransactional(m)
         if pending:
@@ -136,7 +138,7 @@ class Applier:
                 continue
             if batch:
                 todo = list(batch)
-                self._with_retries(todo, lambda todo=todo: self._run_transactional(todo))
+                self._with_retries(todo, functools.partial(self._run_transactional, todo))
                 batch = []
             if m is not None:
                 self._run_nontransactional(m)
@@ -166,7 +168,7 @@ class Applier:
             for m in ms:
                 self.log.info("migration.start", migration=m.id, transactional=True)
                 started[m.id] = time.monotonic()
-                for step in m.steps:
+                for step in m.exec_steps():
                     self._exec(m, step)
                 durations[m.id] = time.monotonic() - started[m.id]
                 # Record inside the same transaction as the migration itself.
@@ -189,7 +191,7 @@ class Applier:
         executed: list[str] = []
         self._autocommit(True)
         try:
-            for step in m.steps:
+            for step in m.exec_steps():
                 attempt = 0
                 while True:
                     try:
@@ -228,7 +230,7 @@ class Applier:
         try:
             if not hook.transactional:
                 self._autocommit(True)
-            for step in hook.steps:
+            for step in hook.exec_steps():
                 self._exec(hook, step)
             self._autocommit(False)
             self.cur.execute(tracking.LOG_ONLY_SQL, tracking.record_params(
@@ -303,7 +305,7 @@ class Applier:
     def _call(self, action: str | Callable[[Any], None]) -> None:
         if isinstance(action, str):
             # Result sets of SELECTs are discarded: stdout stays ours (yoyo prints them).
-            self.cur.execute(action)  # type: ignore[arg-type]
+            self.cur.execute(action)
         else:
             action(self.conn)
 
@@ -354,10 +356,8 @@ class Applier:
             self.conn.autocommit = value
 
     def _rollback_quietly(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.conn.rollback()
-        except Exception:
-            pass
 
 
 class _LockTimeoutHit(Exception):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from job.db import ConnParams
 
@@ -22,7 +22,8 @@ def _escape(value: str) -> str:
 
 
 @contextmanager
-def child_env(params: ConnParams, base: Mapping[str, str] | None = None) -> Iterator[dict[str, str]]:
+def child_env(params: ConnParams, base: Mapping[str, str] | None = None
+              ) -> Iterator[dict[str, str]]:
     source = base if base is not None else os.environ
     env = {k: source[k] for k in _KEEP if k in source}
     env.update(params.libpq_env())
@@ -39,7 +40,5 @@ def child_env(params: ConnParams, base: Mapping[str, str] | None = None) -> Iter
         env["PGPASSFILE"] = path
         yield env
     finally:
-        try:
+        with suppress(FileNotFoundError):
             os.unlink(path)
-        except FileNotFoundError:
-            pass

@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     sub.add_parser("run", parents=[common], help="the deploy pipeline (default)")
-    p = sub.add_parser("status", parents=[common], help="applied/pending/changed; exit 10 if pending")
+    p = sub.add_parser("status", parents=[common],
+                       help="applied/pending/changed; exit 10 if pending")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("plan", parents=[common], help="what run would do (read-only)")
     fmt = p.add_mutually_exclusive_group()
@@ -119,24 +120,27 @@ def _body(command: str, args: argparse.Namespace, settings: Any) -> Any:
 
     tty = sys.stdin.isatty()
 
-    def confirm(what: str) -> None:
-        runtime.require_confirmation(getattr(args, "yes", False), what, tty)
+    def confirmed(what: str, action: Any) -> Any:
+        def body(ctx: Any) -> None:
+            runtime.require_confirmation(getattr(args, "yes", False), what, tty)
+            action(ctx)
+        return body
 
+    ids = " ".join(getattr(args, "ids", []) or [])
     bodies = {
         "run": pipeline.run,
         "status": lambda ctx: pipeline.status(ctx, args.json),
         "plan": lambda ctx: pipeline.plan_command(ctx, args.fmt or "text"),
         "lint": lambda ctx: _lint(ctx, args),
         "new": lambda ctx: _new(ctx, args.name),
-        "rollback": lambda ctx: (confirm("rollback"), commands.rollback(
-            ctx, args.count, args.to)),
-        "mark": lambda ctx: (confirm("mark " + " ".join(args.ids)), commands.mark(ctx, args.ids)),
-        "unmark": lambda ctx: (confirm("unmark " + " ".join(args.ids)),
-                               commands.unmark(ctx, args.ids)),
-        "accept-changes": lambda ctx: (confirm("accept-changes " + " ".join(args.ids)),
-                                       commands.accept_changes(ctx, args.ids)),
+        "rollback": confirmed("rollback", lambda ctx: commands.rollback(ctx, args.count, args.to)),
+        "mark": confirmed(f"mark {ids}", lambda ctx: commands.mark(ctx, args.ids)),
+        "unmark": confirmed(f"unmark {ids}", lambda ctx: commands.unmark(ctx, args.ids)),
+        "accept-changes": confirmed(f"accept-changes {ids}",
+                                    lambda ctx: commands.accept_changes(ctx, args.ids)),
         "backup": commands.backup,
-        "restore": lambda ctx: (confirm(f"restore {args.uri}"), commands.restore(ctx, args.uri)),
+        "restore": confirmed(f"restore {getattr(args, 'uri', '')}",
+                             lambda ctx: commands.restore(ctx, args.uri)),
     }
     return bodies[command]
 

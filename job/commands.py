@@ -32,7 +32,8 @@ def new(settings: Settings, name: str, now: datetime | None = None) -> list[Path
     if apply_path.exists():
         raise ConfigError(f"{apply_path} already exists")
     previous = sorted(p.stem for p in directory.glob("*.sql")
-                      if not p.name.endswith(".rollback.sql") and not p.name.startswith("post-apply"))
+                      if not p.name.endswith(".rollback.sql")
+                      and not p.name.startswith("post-apply"))
     depends = f"-- depends: {previous[-1]}\n" if previous else ""
     apply_path.write_text(
         f"-- {name}\n{depends}"
@@ -109,7 +110,7 @@ def mark(ctx: Context, ids: Sequence[str]) -> None:
         todo = [known[i] for i in ids if i not in applied]
         with conn.transaction():
             for m in todo:
-                conn.execute(tracking.RECORD_SQL, tracking.record_params(  # type: ignore[arg-type]
+                conn.execute(tracking.RECORD_SQL, tracking.record_params(
                     ctx.settings, m, operation="mark", how="marked"))
     for i in ids:
         ctx.log.info("mark.done" if i in {m.id for m in todo} else "mark.already_applied",
@@ -129,7 +130,7 @@ def unmark(ctx: Context, ids: Sequence[str]) -> None:
             raise ConfigError(f"not applied, nothing to unmark: {', '.join(missing)}")
         with conn.transaction():
             for i in ids:
-                conn.execute(tracking.FORGET_SQL, {  # type: ignore[arg-type]
+                conn.execute(tracking.FORGET_SQL, {
                     **tracking.record_params(ctx.settings, _Named(i), operation="unmark",
                                              how="unmarked")})
     ctx.log.info("unmark.done", migrations=list(ids))
@@ -156,7 +157,7 @@ def accept_changes(ctx: Context, ids: Sequence[str]) -> None:
                     "UPDATE _migrate_job_migration SET checksum = %s, recorded_at_utc = %s, "
                     "recorded_by = %s, how = 'accepted' WHERE migration_id = %s",
                     (m.checksum, tracking.now_utc(), ctx.settings.user, i))
-                conn.execute(tracking.LOG_ONLY_SQL, tracking.record_params(  # type: ignore[arg-type]
+                conn.execute(tracking.LOG_ONLY_SQL, tracking.record_params(
                     ctx.settings, m, operation="mark", how="accepted",
                     comment=f"accept-changes: checksum {m.checksum[:12]}"))
     ctx.log.info("accept_changes.done", migrations=list(ids))

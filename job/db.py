@@ -199,6 +199,6 @@ def session_setup_sql(settings: Settings, server_version: int, *, migration: boo
 def prepare_session(conn: psycopg.Connection[Any], settings: Settings, *, migration: bool) -> None:
     sql = session_setup_sql(settings, conn.info.server_version, migration=migration)
     if sql:
-        conn.execute(sql)  # type: ignore[arg-type]
+        conn.execute(sql)
         if not conn.autocommit:
             conn.commit()

@@ -10,6 +10,7 @@ include it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import time
@@ -56,7 +57,7 @@ class MigrationLock:
         self.held = False
 
     def holder(self) -> dict[str, Any] | None:
-        row = self.conn.execute(HOLDER_SQL, _split(self.key)).fetchone()  # type: ignore[arg-type]
+        row = self.conn.execute(HOLDER_SQL, _split(self.key)).fetchone()
         if row is None:
             return None
         pid, app, addr, since, state, user = row
@@ -111,11 +112,9 @@ class MigrationLock:
         if not self.held:
             return
         self.held = False
-        try:
+        # Closing the session releases the lock anyway; the caller closes it next.
+        with contextlib.suppress(Exception):
             self.conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
-        except Exception:
-            # Closing the session releases the lock anyway; the caller closes it next.
-            pass
 
 
 def _describe(holder: dict[str, Any] | None) -> str:

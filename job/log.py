@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -17,7 +18,7 @@ from job import redact
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
 
-def _redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mapping[str, Any]:
     return {k: redact.scrub_obj(v) for k, v in event_dict.items()}
 
 

