@@ -40,7 +40,7 @@ RUN if ! command -v python3 >/dev/null 2>&1; then \
 # source build needs (compilers, headers) stays in this stage.
 FROM base AS builder
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-ARG EXTRAS=aws,azure,safety
+ARG EXTRAS=aws,azure
 ARG PIP_INDEX_URL=""
 ARG PIP_EXTRA_INDEX_URL=""
 ENV PIP_NO_CACHE_DIR=1 \
