@@ -123,7 +123,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOME=/tmp \
     TMPDIR=/tmp \
     MIGRATE_MIGRATIONS_DIR=/app/migrations \
-    MIGRATE_IMAGE_VERSION=${VERSION}
+    MIGRATE_IMAGE=migrate-job:${VERSION}
 
 LABEL org.opencontainers.image.title="migrate-job" \
       org.opencontainers.image.description="Deploy-time PostgreSQL migrations: locked, atomic, verified, observable." \
@@ -134,6 +134,9 @@ LABEL org.opencontainers.image.title="migrate-job" \
       org.opencontainers.image.licenses="Apache-2.0" \
       io.migrate-job.pg-client="${PG_CLIENT}"
 
+# Fargate (and Docker) mount a task volume over /tmp; declaring it a VOLUME makes the mount
+# inherit this directory's mode (1777) instead of root-owned 0755, so UID 10001 can write there.
+VOLUME ["/tmp"]
 WORKDIR /app
 USER 10001:10001
 # tini as PID 1: forwards SIGTERM/SIGINT to migrate-job (which cancels the running statement and

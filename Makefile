@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export XDG_RUNTIME_DIR ?= /tmp
 
-.PHONY: install demo test lint typecheck pytest test-tools test-image bench clean
+.PHONY: install demo test lint typecheck pytest test-tools test-image podman-setup bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,8 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check job tests bench
+	$(BIN)/hadolint --failure-threshold warning Dockerfile
+	$(BIN)/actionlint
 
 typecheck: install
 	$(BIN)/mypy job
@@ -36,8 +38,17 @@ pytest: install test-tools
 
 test: lint typecheck pytest
 
+# The container image alone: builds it with podman and runs it as a hook would.
+test-image: install
+	$(BIN)/pytest -q -p no:cacheprovider -m image tests/image/test_image.py
+
+podman-setup:
+	bash scripts/podman-setup.sh
+
 bench: install
 	$(BIN)/python bench/apply.py
+	$(BIN)/python bench/lint.py
+	$(BIN)/python bench/backup.py
 
 clean:
 	rm -rf $(VENV) .test-tools .pytest_cache .mypy_cache .ruff_cache *.egg-info
