@@ -51,6 +51,12 @@ class ConnParams:
 
     params: Mapping[str, str] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        shown = {k: ("***" if k == "password" else v) for k, v in self.params.items()}
+        return f"ConnParams({shown!r})"
+
+    __str__ = __repr__
+
     @classmethod
     def from_url(cls, url: str, base: Mapping[str, str] | None = None) -> ConnParams:
         from psycopg.conninfo import conninfo_to_dict
@@ -91,7 +97,9 @@ class ConnParams:
             "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY",
             "sslcrl": "PGSSLCRL", "passfile": "PGPASSFILE", "connect_timeout": "PGCONNECT_TIMEOUT",
             "target_session_attrs": "PGTARGETSESSIONATTRS", "channel_binding": "PGCHANNELBINDING",
-            "service": "PGSERVICE", "servicefile": "PGSERVICEFILE",
+            "service": "PGSERVICE", "servicefile": "PGSERVICEFILE", "options": "PGOPTIONS",
+            "application_name": "PGAPPNAME", "gssencmode": "PGGSSENCMODE",
+            "sslnegotiation": "PGSSLNEGOTIATION",
         }
         return {mapping[k]: str(v) for k, v in self.params.items() if k in mapping}
 

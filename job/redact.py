@@ -7,6 +7,7 @@ value was never registered (e.g. a driver error quoting a DSN).
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -22,7 +23,9 @@ def add(value: str | None) -> None:
     if not value or len(value) < 3:
         # Scrubbing very short strings would mangle ordinary text and protects nothing.
         return
-    _secrets.update({value, quote(value, safe=""), quote_plus(value)})
+    # Also the spellings the value takes inside URLs and JSON (non-ASCII escaped as \\uXXXX).
+    _secrets.update({value, quote(value, safe=""), quote_plus(value),
+                     json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]})
 
 
 def scrub(text: str) -> str:
