@@ -76,24 +76,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("uri")
     p.add_argument("--yes", action="store_true")
     sub.add_parser("demo", parents=[common], help="run against an embedded PostgreSQL")
-    p = sub.add_parser("ecs-run", help="run the migration ECS task and wait for it")
-    _add_ecs_arguments(p)
+    # Its own flags are parsed by job.ecs, imported only when this command runs.
+    p = sub.add_parser("ecs-run", add_help=False,
+                       help="run the migration ECS task and wait for it (ecs-run --help)")
+    p.add_argument("ecs_args", nargs=argparse.REMAINDER)
     return parser
 
 
-def _add_ecs_arguments(parser: argparse.ArgumentParser) -> None:
+def _ecs_run(argv: Sequence[str]) -> int:
     from job import ecs
 
+    parser = argparse.ArgumentParser(prog="migrate-job ecs-run",
+                                     description="Run the migration ECS task and wait for it.")
     ecs.add_arguments(parser)
+    return ecs.main(parser.parse_args(argv))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["ecs-run"]:
+        return _ecs_run(argv[1:])
     args = build_parser().parse_args(argv)
     command = args.command or "run"
-    if command == "ecs-run":
-        from job import ecs
-
-        return ecs.main(args)
 
     from job import log, runtime
     from job.errors import ConfigError
