@@ -81,7 +81,8 @@ def main() -> int:
         if args.md5_rows:
             with psycopg.connect(url, autocommit=True) as c:
                 c.execute("CREATE TABLE noise AS SELECT g AS id, md5(g::text) || md5((g*7)::text)"
-                          f" AS a, md5((g*13)::text) AS b FROM generate_series(1, {args.md5_rows}) g")
+                          " AS a, md5((g*13)::text) AS b"
+                          f" FROM generate_series(1, {args.md5_rows}) g")
         with psycopg.connect(url) as c:
             row = c.execute("SELECT pg_database_size('bench'), "
                             "pg_size_pretty(pg_database_size('bench'))").fetchone()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from job import __version__
+from job import __version__, redact
 from job.backup import manifest as mf
 from job.backup.stream import ProgressHook, dump_to_target
 from job.backup.target import open_target
@@ -165,6 +165,7 @@ def _scratch_params(settings: Settings, params: ConnParams) -> ConnParams | None
             "verification may overwrite)"
         )
     scratch = ConnParams.from_url(settings.scratch_database_url)
+    redact.add(scratch.password)
     if mf.database_key(scratch) == mf.database_key(params):
         raise BackupError("MIGRATE_SCRATCH_DATABASE_URL must not be the database being migrated")
     return scratch
