@@ -48,45 +48,45 @@ def test_eight_concurrent_runners_apply_each_migration_exactly_once(database_url
     assert advisory_locks(database_url) == 0
 
 
-def test_killed_runner_leaves_nothing_half_applied_and_no_lock(database_url, tmp_path):
+def test_killed_runner_leaves_nothing_half_applied_and_no_lock(any_database_url, tmp_path):
     mdir = tmp_path / "m"
     write(mdir, "0001_long.sql", "CREATE TABLE half (id int);\nINSERT INTO half VALUES (1);\n"
           "SELECT pg_sleep(30);\n")
-    env = env_for(database_url, mdir)
+    env = env_for(any_database_url, mdir)
     proc = popen_job("run", env=env)
-    wait_for(lambda: backend_running(database_url, "pg_sleep(30)"))
+    wait_for(lambda: backend_running(any_database_url, "pg_sleep(30)"))
     kill(proc, signal.SIGKILL)
     proc.wait(timeout=10)
     # The server notices the dead client (client_connection_check_interval) and ends the backend.
-    wait_for(lambda: not backend_running(database_url, "pg_sleep(30)"), timeout=15)
-    wait_for(lambda: advisory_locks(database_url) == 0, timeout=15)
-    assert not table_exists(database_url, "half")
-    assert applied_ids(database_url) == []
+    wait_for(lambda: not backend_running(any_database_url, "pg_sleep(30)"), timeout=15)
+    wait_for(lambda: advisory_locks(any_database_url) == 0, timeout=15)
+    assert not table_exists(any_database_url, "half")
+    assert applied_ids(any_database_url) == []
     # The next run succeeds without anybody cleaning up.
     write(mdir, "0001_long.sql", "CREATE TABLE half (id int);\nINSERT INTO half VALUES (1);\n")
     res = popen_job("run", env=env)
     out, err = res.communicate(timeout=60)
     assert res.returncode == 0, err
-    assert scalar(database_url, "SELECT count(*) FROM half") == 1
+    assert scalar(any_database_url, "SELECT count(*) FROM half") == 1
 
 
-def test_sigterm_cancels_statement_and_exits_143_within_5s(database_url, tmp_path):
+def test_sigterm_cancels_statement_and_exits_143_within_5s(any_database_url, tmp_path):
     mdir = tmp_path / "m"
     write(mdir, "0001_ok.sql", "CREATE TABLE ok (id int);\n")
     write(mdir, "0002_sleep.sql", "CREATE TABLE sleepy (id int);\nSELECT pg_sleep(60);\n")
     term = tmp_path / "term.json"
-    proc = popen_job("run", env=env_for(database_url, mdir, MIGRATE_TERMINATION_LOG=str(term)))
-    wait_for(lambda: backend_running(database_url, "pg_sleep(60)"))
+    proc = popen_job("run", env=env_for(any_database_url, mdir, MIGRATE_TERMINATION_LOG=str(term)))
+    wait_for(lambda: backend_running(any_database_url, "pg_sleep(60)"))
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=10)
     elapsed = time.monotonic() - started
     assert proc.returncode == 143, err
     assert elapsed < 5, elapsed
-    assert not backend_running(database_url, "pg_sleep(60)")  # cancelled server-side
-    assert advisory_locks(database_url) == 0
-    assert applied_ids(database_url) == ["0001_ok"]
-    assert not table_exists(database_url, "sleepy")
+    assert not backend_running(any_database_url, "pg_sleep(60)")  # cancelled server-side
+    assert advisory_locks(any_database_url) == 0
+    assert applied_ids(any_database_url) == ["0001_ok"]
+    assert not table_exists(any_database_url, "sleepy")
     s = summary(err)
     assert s["outcome"] == "interrupted" and s["exit_code"] == 143
     assert [a["id"] for a in s["applied"]] == ["0001_ok"]

@@ -17,15 +17,15 @@ from tests.core.helpers import (
 )
 
 
-def test_apply_to_empty_database_creates_table_and_tracking_row(database_url, run_job, tmp_path):
+def test_apply_to_empty_database_creates_table_and_tracking_row(any_database_url, run_job, tmp_path):
     mdir = tmp_path / "m"
     write(mdir, "0001_users.sql", "CREATE TABLE users (id int PRIMARY KEY);\n")
     term = tmp_path / "termination-log"
-    res = run_job("run", env=env_for(database_url, mdir, MIGRATE_TERMINATION_LOG=str(term)))
+    res = run_job("run", env=env_for(any_database_url, mdir, MIGRATE_TERMINATION_LOG=str(term)))
     assert res.returncode == 0, res.stderr
-    assert table_exists(database_url, "users")
-    assert applied_ids(database_url) == ["0001_users"]
-    checksum = scalar(database_url, "SELECT checksum FROM _migrate_job_migration "
+    assert table_exists(any_database_url, "users")
+    assert applied_ids(any_database_url) == ["0001_users"]
+    checksum = scalar(any_database_url, "SELECT checksum FROM _migrate_job_migration "
                       "WHERE migration_id = '0001_users'")
     assert len(checksum) == 64
     s = summary(res.stderr)
@@ -33,7 +33,7 @@ def test_apply_to_empty_database_creates_table_and_tracking_row(database_url, ru
     assert [a["id"] for a in s["applied"]] == ["0001_users"]
     assert json.loads(term.read_text())["applied"][0]["id"] == "0001_users"
     # The yoyo log has exactly one 'apply' line for it.
-    assert scalar(database_url, "SELECT count(*) FROM _yoyo_log WHERE migration_id = "
+    assert scalar(any_database_url, "SELECT count(*) FROM _yoyo_log WHERE migration_id = "
                   "'0001_users' AND operation = 'apply'") == 1
 
 
@@ -52,13 +52,13 @@ def test_rerun_logs_nothing_pending_and_changes_nothing(database_url, run_job, t
     assert scalar(database_url, "SELECT count(*) FROM _yoyo_log") == before_log
 
 
-def test_failing_migration_reports_file_and_line_and_keeps_earlier(database_url, run_job, tmp_path):
+def test_failing_migration_reports_file_and_line_and_keeps_earlier(any_database_url, run_job, tmp_path):
     mdir = tmp_path / "m"
     write(mdir, "0001_ok.sql", "CREATE TABLE ok (id int);\n")
     bad = write(mdir, "0002_bad.sql",
                 "-- a comment\nCREATE TABLE half (id int);\n\nINSERT INTO half\n"
                 "  SELECT * FROM\n    no_such_table;\n")
-    res = run_job("run", env=env_for(database_url, mdir))
+    res = run_job("run", env=env_for(any_database_url, mdir))
     assert res.returncode == 8, res.stderr
     s = summary(res.stderr)
     assert s["outcome"] == "migration_failed"
@@ -69,9 +69,9 @@ def test_failing_migration_reports_file_and_line_and_keeps_earlier(database_url,
     assert f"{bad}:6" in s["message"]
     assert "Traceback" not in res.stderr
     # Earlier migration of the run stays; nothing of the failed one.
-    assert applied_ids(database_url) == ["0001_ok"]
-    assert table_exists(database_url, "ok")
-    assert not table_exists(database_url, "half")
+    assert applied_ids(any_database_url) == ["0001_ok"]
+    assert table_exists(any_database_url, "ok")
+    assert not table_exists(any_database_url, "half")
 
 
 def test_tx_mode_all_failure_leaves_database_exactly_as_before(database_url, run_job, tmp_path):
@@ -107,27 +107,27 @@ def test_tx_mode_all_success_applies_everything(database_url, run_job, tmp_path)
     assert applied_ids(database_url) == ["0001_t", "0002_t", "0003_t"]
 
 
-def test_create_index_concurrently_migration_applies(database_url, run_job, tmp_path):
+def test_create_index_concurrently_migration_applies(any_database_url, run_job, tmp_path):
     mdir = tmp_path / "m"
     write(mdir, "0001_t.sql", "CREATE TABLE t (id int);\nINSERT INTO t SELECT generate_series(1,1000);\n")
     write(mdir, "0002_idx.sql", "-- transactional: false\n"
           "CREATE INDEX CONCURRENTLY t_id ON t (id);\n"
           "CREATE INDEX CONCURRENTLY t_id2 ON t ((id * 2));\n")
-    res = run_job("run", env=env_for(database_url, mdir))
+    res = run_job("run", env=env_for(any_database_url, mdir))
     assert res.returncode == 0, res.stderr
-    assert scalar(database_url, "SELECT count(*) FROM pg_index i JOIN pg_class c ON "
+    assert scalar(any_database_url, "SELECT count(*) FROM pg_index i JOIN pg_class c ON "
                   "c.oid = i.indexrelid WHERE c.relname IN ('t_id','t_id2') AND i.indisvalid") == 2
-    assert applied_ids(database_url) == ["0001_t", "0002_idx"]
+    assert applied_ids(any_database_url) == ["0001_t", "0002_idx"]
 
 
 def test_failed_non_transactional_migration_reports_what_ran_and_invalid_index(
-        database_url, run_job, tmp_path):
+        any_database_url, run_job, tmp_path):
     mdir = tmp_path / "m"
     write(mdir, "0001_t.sql", "CREATE TABLE t (id int);\nINSERT INTO t VALUES (1), (1);\n")
     write(mdir, "0002_idx.sql", "-- transactional: false\n"
           "CREATE INDEX CONCURRENTLY t_plain ON t (id);\n"
           "CREATE UNIQUE INDEX CONCURRENTLY t_unique ON t (id);\n")
-    res = run_job("run", env=env_for(database_url, mdir))
+    res = run_job("run", env=env_for(any_database_url, mdir))
     assert res.returncode == 8
     s = summary(res.stderr)
     assert s["error"]["line"] == 3
@@ -135,7 +135,7 @@ def test_failed_non_transactional_migration_reports_what_ran_and_invalid_index(
     assert s["error"]["executed_statements"] == ["CREATE INDEX CONCURRENTLY t_plain ON t (id);"]
     assert "public.t_unique" in s["error"]["invalid_indexes"]
     assert "INVALID" in s["message"]
-    assert applied_ids(database_url) == ["0001_t"]
+    assert applied_ids(any_database_url) == ["0001_t"]
 
 
 def test_select_results_never_reach_stdout(database_url, run_job, tmp_path):
