@@ -227,21 +227,32 @@ class Applier:
 
     def _run_hook(self, hook: Migration) -> None:
         self.log.info("post_apply.start", hook=hook.id)
-        try:
-            if not hook.transactional:
-                self._autocommit(True)
+
+        def run_steps() -> None:
             for step in hook.exec_steps():
                 self._exec(hook, step)
+
+        self._atomically(hook, run_steps, tracking.LOG_ONLY_SQL, operation="apply",
+                         how="post-apply")
+        self.log.info("post_apply.done", hook=hook.id)
+
+    def _atomically(self, m: Migration, run_steps: Callable[[], None], record_sql: str, *,
+                    operation: str, how: str) -> None:
+        """Steps (in autocommit for a non-transactional migration), then the tracking change
+        and the commit; on any failure roll back what is still open and re-raise."""
+        try:
+            if not m.transactional:
+                self._autocommit(True)
+            run_steps()
             self._autocommit(False)
-            self.cur.execute(tracking.LOG_ONLY_SQL, tracking.record_params(
-                self.settings, hook, operation="apply", how="post-apply"))
+            self.cur.execute(record_sql, tracking.record_params(
+                self.settings, m, operation=operation, how=how))
             with signals.critical():
                 self.conn.commit()
         except BaseException:
             self._rollback_quietly()
             self._autocommit(False)
             raise
-        self.log.info("post_apply.done", hook=hook.id)
 
     # -- rollback ----------------------------------------------------------------------------
     def rollback(self, m: Migration) -> float:
@@ -250,26 +261,16 @@ class Applier:
 
         started = time.monotonic()
         self.log.info("rollback.start", migration=m.id)
-        steps = list(reversed(m.steps))
-        try:
-            if not m.transactional:
-                self._autocommit(True)
-            for step in steps:
+        def run_steps() -> None:
+            for step in reversed(m.steps):
                 if step.rollback is None:
                     continue
                 try:
                     self._call(step.rollback)
                 except psycopg.Error as exc:
                     raise self._failure(m, step, exc, rollback=True) from None
-            self._autocommit(False)
-            self.cur.execute(tracking.FORGET_SQL, tracking.record_params(
-                self.settings, m, operation="rollback", how="rollback"))
-            with signals.critical():
-                self.conn.commit()
-        except BaseException:
-            self._rollback_quietly()
-            self._autocommit(False)
-            raise
+
+        self._atomically(m, run_steps, tracking.FORGET_SQL, operation="rollback", how="rollback")
         duration = time.monotonic() - started
         self.log.info("rollback.done", migration=m.id, duration_s=round(duration, 3))
         return duration

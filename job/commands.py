@@ -15,6 +15,8 @@ from job.errors import ConfigError, IntegrityRefusal
 from job.pipeline import make_plan
 
 if TYPE_CHECKING:
+    from job.migrations import MigrationSet
+    from job.pipeline import Plan
     from job.runtime import Context
     from job.settings import Settings
 
@@ -55,12 +57,7 @@ def new(settings: Settings, name: str, now: datetime | None = None) -> list[Path
 def rollback(ctx: Context, count: int | None, to: str | None) -> None:
     from job.applier import Applier
 
-    found = migrations.read(ctx.settings.migrations_dir)
-    conn = ctx.connect_admin()
-    ctx.take_lock()
-    with ctx.lock_mutex:
-        tracking.ensure_tables(conn)
-        plan = make_plan(conn, found)
+    found, plan = _locked_plan(ctx)
     _refuse_changed(plan.integrity.changed)
     applied_ids = [r.id for r in plan.state.applied]
     if to is not None:
@@ -138,12 +135,10 @@ def unmark(ctx: Context, ids: Sequence[str]) -> None:
 
 
 def accept_changes(ctx: Context, ids: Sequence[str]) -> None:
-    found = migrations.read(ctx.settings.migrations_dir)
-    conn = ctx.connect_admin()
-    ctx.take_lock()
+    found, plan = _locked_plan(ctx)
+    conn = ctx.lock_conn
+    assert conn is not None
     with ctx.lock_mutex:
-        tracking.ensure_tables(conn)
-        plan = make_plan(conn, found)
         changed = {i for i, _ in plan.integrity.changed}
         not_changed = [i for i in ids if i not in changed]
         if not_changed:
@@ -162,6 +157,16 @@ def accept_changes(ctx: Context, ids: Sequence[str]) -> None:
                     comment=f"accept-changes: checksum {m.checksum[:12]}"))
     ctx.log.info("accept_changes.done", migrations=list(ids))
     ctx.summary.extra["accepted"] = list(ids)
+
+
+def _locked_plan(ctx: Context) -> tuple[MigrationSet, Plan]:
+    """Read the migrations, connect, take the lock and look at the database."""
+    found = migrations.read(ctx.settings.migrations_dir)
+    conn = ctx.connect_admin()
+    ctx.take_lock()
+    with ctx.lock_mutex:
+        tracking.ensure_tables(conn)
+        return found, make_plan(conn, found)
 
 
 class _Named:
