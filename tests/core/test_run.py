@@ -161,7 +161,8 @@ def test_post_apply_hook_runs_after_non_empty_apply_only(database_url, run_job, 
 
 def test_dependency_order_is_followed(database_url, run_job, tmp_path):
     mdir = tmp_path / "m"
-    write(mdir, "0001_child.sql", "-- depends: 0002_parent\nCREATE TABLE child (p int REFERENCES parent(id));\n")
+    write(mdir, "0001_child.sql",
+          "-- depends: 0002_parent\nCREATE TABLE child (p int REFERENCES parent(id));\n")
     write(mdir, "0002_parent.sql", "CREATE TABLE parent (id int PRIMARY KEY);\n")
     res = run_job("run", env=env_for(database_url, mdir))
     assert res.returncode == 0, res.stderr
