@@ -151,3 +151,29 @@ def console(summary: dict[str, Any]) -> str:
 
 def env_is_tty() -> bool:
     return os.isatty(1)
+
+
+def notify(url: str | None, summary: dict[str, Any], log: Any, timeout: float = 5.0) -> None:
+    """POST the outcome to a Slack/Teams-compatible webhook. Best effort: never changes the
+    exit code, and the webhook URL (a secret) never appears in a log."""
+    if not url:
+        return
+    import urllib.request
+
+    ok = summary["exit_code"] == 0
+    applied = [a["id"] for a in summary.get("applied") or []]
+    text = (f"{'✅' if ok else '❌'} migrate-job {summary['command']} on "
+            f"{summary.get('database')}: {summary['outcome']} (exit {summary['exit_code']})")
+    if applied:
+        text += f"; applied {len(applied)}: {', '.join(applied[:10])}"
+    if summary.get("message"):
+        text += f"; {summary['message']}"
+    body = json.dumps({"text": redact.scrub(text), "migrate_job": summary},
+                      default=str).encode()
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            log.info("notify.sent", status=response.status)
+    except Exception as exc:
+        log.warning("notify.failed", error=redact.scrub(f"{type(exc).__name__}: {exc}"))

@@ -124,6 +124,7 @@ def execute(settings: Settings, command: str, body: Callable[[Context], None]) -
     ctx = Context(settings=settings, command=command, log=log,
                   summary=report.Summary(command=command))
     signals.install()
+    redact.add(settings.notify_url)  # webhook URLs carry their credential in the path
     exit_code = 0
     try:
         body(ctx)
@@ -163,6 +164,7 @@ def execute(settings: Settings, command: str, body: Callable[[Context], None]) -
     if command in DEPLOY_REPORTED:
         report.write_termination_log(settings.termination_log, data, log)
         report.write_github_summary(settings.github_step_summary, data, log)
+        report.notify(settings.notify_url, data, log)
     _last["summary"] = data
     return exit_code
 
