@@ -67,7 +67,7 @@ def main() -> None:
     script = make_migrations(mdir, args.count)
     base_env = {k: v for k, v in os.environ.items()
                 if not k.startswith(("MIGRATE_", "PG", "DATABASE_URL"))}
-    base_env.update({"MIGRATE_LOG_FORMAT": "json", "MIGRATE_LOG_LEVEL": "warning",
+    base_env.update({"MIGRATE_LOG_FORMAT": "json",
                      "MIGRATE_TERMINATION_LOG": os.devnull, "USER": "bench", "HOME": "/tmp"})
     migrate_job = [str(Path(sys.executable).parent / "migrate-job")]
     if not Path(migrate_job[0]).exists():
