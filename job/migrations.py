@@ -102,13 +102,18 @@ class Migration:
         return self._header
 
     def exec_steps(self) -> list[Step]:
-        """What the applier sends. A transactional SQL migration goes as ONE multi-statement
-        query inside the migration's transaction: the same all-or-nothing semantics as
-        statement by statement, one round trip, and the server's error position maps straight
-        to a file line. Everything else runs statement by statement, split by yoyo."""
+        """What the applier sends, one statement at a time so a failure names its statement.
+
+        Transactional SQL migrations are split by libpg_query (the real grammar, in C: much
+        faster than yoyo's sqlparse split, which stays in use for non-transactional migrations
+        and rollback pairing). If the grammar cannot split the body, it goes as one query and
+        the server's error position names the line."""
         if self.is_sql and self.transactional:
             h = self.header()
-            return [Step(apply=h.body, rollback=None, line=h.body_line)] if h.body.strip() else []
+            if not h.body.strip():
+                return []
+            return _split_statements(h.body, h.body_line) or [
+                Step(apply=h.body, rollback=None, line=h.body_line)]
         return self.steps
 
     def load(self) -> None:
@@ -281,6 +286,28 @@ def line_of_error(step: Step, position: int | None) -> int | None:
     if not position:
         return step.line
     return step.line + step.apply.count("\n", 0, max(0, position - 1))
+
+
+def _split_statements(body: str, first_line: int) -> list[Step] | None:
+    try:
+        from postgast import split
+    except ImportError:
+        return None
+    try:
+        parts = split(body, method="parser")
+    except Exception:  # unparsable: let the server say where
+        return None
+    steps: list[Step] = []
+    cursor = 0
+    for part in parts:
+        text = part.strip()
+        idx = body.find(text, cursor)
+        if not text or idx < 0:
+            return None
+        cursor = idx + len(text)
+        steps.append(Step(apply=text, rollback=None,
+                          line=first_line + body.count("\n", 0, idx)))
+    return steps
 
 
 def _read_header(path: str, mid: str) -> Header:

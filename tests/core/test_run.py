@@ -207,3 +207,26 @@ def test_example_migrations_apply_and_roll_back(database_url, run_job):
     assert res.returncode == 0, res.stderr
     assert applied_ids(database_url) == []
     assert not table_exists(database_url, "customers")
+
+
+def test_runtime_error_without_server_position_names_the_statement_line(database_url, run_job, tmp_path):
+    mdir = tmp_path / "m"
+    bad = write(mdir, "0001_div.sql", "-- header\nCREATE TABLE d (id int);\n\nINSERT INTO d VALUES (1);\n"
+                "UPDATE d\n   SET id = id / 0;\nCREATE TABLE never (id int);\n")
+    res = run_job("run", env=env_for(database_url, mdir))
+    assert res.returncode == 8
+    s = summary(res.stderr)
+    assert s["error"]["sqlstate"] == "22012"
+    assert s["error"]["line"] == 5, s["error"]  # the UPDATE, not the first line of the file
+    assert f"{bad}:5" in s["message"]
+    assert not table_exists(database_url, "d")
+
+
+def test_unparsable_sql_is_reported_at_its_line(database_url, run_job, tmp_path):
+    mdir = tmp_path / "m"
+    write(mdir, "0001_bad.sql",
+          "-- transactional: true\nCREATE TABLE ok (id int);\nCREAT TABLE typo (id int);\n")
+    res = run_job("run", env={**env_for(database_url, mdir), "MIGRATE_ALLOW_DESTRUCTIVE": "true"})
+    # The safety gate already refuses what it cannot parse (AN01, blocking) before anything runs.
+    assert res.returncode == 6
+    assert summary(res.stderr)["error"]["blocking"][0]["line"] == 3
