@@ -289,8 +289,11 @@ def line_of_error(step: Step, position: int | None) -> int | None:
 
 
 def _split_statements(body: str, first_line: int) -> list[Step] | None:
+    import importlib
+
     try:
-        from postgast import split
+        # importlib: postgast 0.2 ships a .pyi that mypy cannot parse.
+        split = importlib.import_module("postgast").split
     except ImportError:
         return None
     try:
