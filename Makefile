@@ -28,9 +28,12 @@ lint: install
 typecheck: install
 	$(BIN)/mypy job
 
-# Tools the tests need that are not Python packages: Azurite (npm) for Azure Blob backups.
+# Tools the tests need that are not Python packages: Azurite (npm) for Azure Blob backups,
+# PgBouncer (Debian) for the transaction-pooling refusal.
 test-tools: install
 	tests/backup/install_azurite.sh
+	@test -x /usr/sbin/pgbouncer || command -v pgbouncer >/dev/null || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgbouncer; }
 
 pytest: install test-tools
 	$(BIN)/pytest -q -p no:cacheprovider

@@ -102,11 +102,22 @@ class MigrationLock:
             (classid, objid),
         ).fetchone()
         if not row or row[0] != 1:
-            raise ConfigError(
-                "the migration lock is not visible from this session: the connection seems to "
-                "go through a transaction-pooling proxy (PgBouncer pool_mode=transaction). "
-                "migrate-job needs a direct connection to PostgreSQL (or session pooling)."
-            )
+            raise ConfigError(_POOLING_MESSAGE)
+
+    def check_not_shared_with(self, other: psycopg.Connection[Any]) -> None:
+        """A second client session must not find our session lock on its own backend. Through a
+        transaction-pooling proxy it usually does (the proxy hands it the lock holder's server
+        connection), which is how such a proxy is recognised before anything runs."""
+        classid, objid = _split(self.key)
+        row = other.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND pid = pg_backend_pid() AND classid = %s AND objid = %s AND objsubid = 1",
+            (classid, objid),
+        ).fetchone()
+        if other.info.transaction_status != 0:  # leave no transaction open behind the probe
+            other.rollback()
+        if row and row[0]:
+            raise ConfigError(_POOLING_MESSAGE)
 
     def release(self) -> None:
         if not self.held:
@@ -115,6 +126,13 @@ class MigrationLock:
         # Closing the session releases the lock anyway; the caller closes it next.
         with contextlib.suppress(Exception):
             self.conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
+
+
+_POOLING_MESSAGE = (
+    "the migration lock does not stay with this session: the connection goes through a "
+    "transaction-pooling proxy (e.g. PgBouncer pool_mode=transaction). migrate-job needs a direct "
+    "connection to PostgreSQL (or session pooling); nothing was changed."
+)
 
 
 def _describe(holder: dict[str, Any] | None) -> str:

@@ -86,8 +86,11 @@ class Context:
             # Rotated between the two connections: the waiting logic re-fetches once.
             conn, _ = db.wait_for_database(self.get_params, self.settings, self.log,
                                            autocommit=False, purpose="migrate")
-        db.prepare_session(conn, self.settings, migration=True)
         self.mig_conn = conn
+        if self.lock is not None:
+            with self.lock_mutex:
+                self.lock.check_not_shared_with(conn)
+        db.prepare_session(conn, self.settings, migration=True)
         return conn
 
     def close(self) -> None:
