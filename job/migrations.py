@@ -40,6 +40,7 @@ class Step:
     line: int | None = None
     rollback_line: int | None = None
     ignore_errors: str | None = None
+    single: bool = False  # exactly one statement (split by the grammar): can be pipelined
 
     def describe(self) -> str:
         if isinstance(self.apply, str):
@@ -308,7 +309,7 @@ def _split_statements(body: str, first_line: int) -> list[Step] | None:
         if not text or idx < 0:
             return None
         cursor = idx + len(text)
-        steps.append(Step(apply=text, rollback=None,
+        steps.append(Step(apply=text, rollback=None, single=True,
                           line=first_line + body.count("\n", 0, idx)))
     return steps
 

@@ -88,12 +88,18 @@ WITH m AS (
 INSERT INTO _migrate_job_migration (migration_id, checksum, checksum_algorithm, recorded_at_utc,
                                     recorded_by, how, job_version, duration_ms)
 VALUES (%(id)s, %(checksum)s, %(algorithm)s, %(now)s, %(user)s, %(how)s, %(version)s,
-        %(duration_ms)s)
+        -- Measured by the server when the client could not (pipelined): since the marker
+        -- set by STARTED_SQL at the start of this migration.
+        COALESCE(%(duration_ms)s, (extract(epoch FROM clock_timestamp() - nullif(
+            current_setting('migrate_job.started_at', true), '')::timestamptz) * 1000)::int))
 ON CONFLICT (migration_id) DO UPDATE SET
     checksum = EXCLUDED.checksum, checksum_algorithm = EXCLUDED.checksum_algorithm,
     recorded_at_utc = EXCLUDED.recorded_at_utc, recorded_by = EXCLUDED.recorded_by,
     how = EXCLUDED.how, job_version = EXCLUDED.job_version, duration_ms = EXCLUDED.duration_ms
+RETURNING duration_ms
 """
+
+STARTED_SQL = "SELECT set_config('migrate_job.started_at', clock_timestamp()::text, true)"
 
 FORGET_SQL = """
 WITH m AS (
