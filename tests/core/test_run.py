@@ -230,3 +230,18 @@ def test_unparsable_sql_is_reported_at_its_line(database_url, run_job, tmp_path)
     # The safety gate already refuses what it cannot parse (AN01, blocking) before anything runs.
     assert res.returncode == 6
     assert summary(res.stderr)["error"]["blocking"][0]["line"] == 3
+
+
+def test_durations_are_measured_per_migration(database_url, run_job, tmp_path):
+    mdir = tmp_path / "m"
+    write(mdir, "0001_fast.sql", "CREATE TABLE f (id int);\n")
+    write(mdir, "0002_slow.sql", "CREATE TABLE s (id int);\nSELECT pg_sleep(0.3);\n")
+    for mode in ("each", "all"):
+        query(database_url, "DROP TABLE IF EXISTS f, s, _yoyo_migration, _yoyo_log, _yoyo_version,"
+              " _migrate_job_migration, _migrate_job_run")
+        res = run_job("run", env={**env_for(database_url, mdir), "MIGRATE_TX_MODE": mode})
+        assert res.returncode == 0, res.stderr
+        applied = {a["id"]: a["duration_s"] for a in summary(res.stderr)["applied"]}
+        assert applied["0002_slow"] >= 0.3 > applied["0001_fast"], (mode, applied)
+        ms = dict(query(database_url, "SELECT migration_id, duration_ms FROM _migrate_job_migration"))
+        assert ms["0002_slow"] >= 300 and ms["0001_fast"] < 300, (mode, ms)
