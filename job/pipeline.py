@@ -65,6 +65,8 @@ def run(ctx: Context) -> None:
                  reason="applied without a content checksum (e.g. by the yoyo CLI); "
                         "recording the current file's checksum")
     ctx.summary.pending = [m.id for m in plan.pending]
+    for row in plan.state.applied:
+        log.debug("migration.skipped", migration=row.id, reason="already applied")
     if not plan.pending:
         log.info("run.nothing_pending", applied=len(plan.state.applied))
         return

@@ -44,9 +44,11 @@ def test_rerun_logs_nothing_pending_and_changes_nothing(database_url, run_job, t
     assert run_job("run", env=env).returncode == 0
     before = query(database_url, "SELECT * FROM _yoyo_migration ORDER BY 1")
     before_log = scalar(database_url, "SELECT count(*) FROM _yoyo_log")
-    res = run_job("run", env=env)
+    res = run_job("run", env={**env, "MIGRATE_LOG_LEVEL": "debug"})
     assert res.returncode == 0, res.stderr
     assert any(e["event"] == "run.nothing_pending" for e in events(res.stderr))
+    assert [e["migration"] for e in events(res.stderr)
+            if e["event"] == "migration.skipped"] == ["0001_users"]
     assert summary(res.stderr)["outcome"] == "nothing_pending"
     assert query(database_url, "SELECT * FROM _yoyo_migration ORDER BY 1") == before
     assert scalar(database_url, "SELECT count(*) FROM _yoyo_log") == before_log
