@@ -247,3 +247,21 @@ def test_durations_are_measured_per_migration(database_url, run_job, tmp_path):
         assert applied["0002_slow"] >= 0.3 > applied["0001_fast"], (mode, applied)
         ms = dict(query(database_url, "SELECT migration_id, duration_ms FROM _migrate_job_migration"))
         assert ms["0002_slow"] >= 300 and ms["0001_fast"] < 300, (mode, ms)
+
+
+def test_python_migration_with_sql_and_callable_steps(database_url, run_job, tmp_path):
+    mdir = tmp_path / "m"
+    write(mdir, "0001_py.py",
+          "from yoyo import step\n\n"
+          "def fill(conn):\n"
+          "    conn.execute(\"INSERT INTO py_t SELECT generate_series(1, 3)\")\n\n"
+          "steps = [\n"
+          "    step(\"CREATE TABLE py_t (id int)\", \"DROP TABLE py_t\"),\n"
+          "    step(fill),\n"
+          "]\n")
+    env = env_for(database_url, mdir)
+    res = run_job("run", env=env)
+    assert res.returncode == 0, res.stderr
+    assert scalar(database_url, "SELECT count(*) FROM py_t") == 3
+    assert run_job("rollback", "--yes", env=env).returncode == 0
+    assert not table_exists(database_url, "py_t")
