@@ -7,7 +7,6 @@ Kubernetes' 4 KiB limit by trimming lists, never by cutting JSON.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,10 +146,6 @@ def console(summary: dict[str, Any]) -> str:
     if summary.get("message"):
         lines.append(f"  {summary['message']}")
     return "\n".join(lines)
-
-
-def env_is_tty() -> bool:
-    return os.isatty(1)
 
 
 def notify(url: str | None, summary: dict[str, Any], log: Any, timeout: float = 5.0) -> None:

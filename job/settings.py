@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from job.errors import ConfigError
@@ -224,7 +224,3 @@ def _node() -> str:
     import socket
 
     return socket.gethostname()
-
-
-def field_names() -> set[str]:
-    return {f.name for f in fields(Settings)}
