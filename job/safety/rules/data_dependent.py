@@ -9,7 +9,7 @@ from ..parser import Statement
 from ..tree import constraints, rel_name, type_info
 from .base import Hit, Rule, rule
 from .rewrite import SERIALS
-from .util import table_cmds
+from .util import added_columns, table_cmds
 
 
 class DataDependent(Rule):
@@ -32,13 +32,7 @@ class AddRequiredColumn(DataDependent):
     statement_kinds = frozenset({"AlterTableStmt"})
 
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
-        for cmd in table_cmds(st):
-            if (
-                cmd.subtype != "AT_AddColumn"
-                or cmd.def_kind != "ColumnDef"
-                or ctx.is_new(cmd.table)
-            ):
-                continue
+        for cmd in added_columns(st, ctx):
             kinds = {c.get("contype") for c in constraints(cmd.definition)}
             t = type_info(cmd.definition.get("typeName"))
             if "CONSTR_NOTNULL" not in kinds and "CONSTR_PRIMARY" not in kinds:

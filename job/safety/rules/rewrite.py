@@ -9,7 +9,7 @@ from ..parser import Statement
 from ..tree import Node, constraints, def_elem_names, rel_name, type_info, unwrap, walk
 from .base import Hit, Rule, rule
 from .types import no_rewrite
-from .util import table_cmds
+from .util import added_columns, table_cmds
 
 
 class Rewrite(Rule):
@@ -171,13 +171,7 @@ class VolatileDefault(Rewrite):
     statement_kinds = frozenset({"AlterTableStmt"})
 
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
-        for cmd in table_cmds(st):
-            if (
-                cmd.subtype != "AT_AddColumn"
-                or cmd.def_kind != "ColumnDef"
-                or ctx.is_new(cmd.table)
-            ):
-                continue
+        for cmd in added_columns(st, ctx):
             expr = default_expr(cmd.definition)
             if expr is None or _is_null(expr):
                 continue
@@ -225,13 +219,7 @@ class SerialOrIdentity(Rewrite):
     statement_kinds = frozenset({"AlterTableStmt"})
 
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
-        for cmd in table_cmds(st):
-            if (
-                cmd.subtype != "AT_AddColumn"
-                or cmd.def_kind != "ColumnDef"
-                or ctx.is_new(cmd.table)
-            ):
-                continue
+        for cmd in added_columns(st, ctx):
             t = type_info(cmd.definition.get("typeName"))
             identity = any(
                 c.get("contype") == "CONSTR_IDENTITY" for c in constraints(cmd.definition)

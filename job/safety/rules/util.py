@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from ..parser import Statement
 from ..tree import Node, rel_name, unwrap
@@ -46,6 +47,15 @@ def table_cmds(st: Statement) -> Iterator[Cmd]:
     """ALTER TABLE subcommands on tables (not ALTER TYPE/INDEX/VIEW ...)."""
     for cmd in alter_cmds(st):
         if cmd.objtype in ("OBJECT_TABLE", "OBJECT_FOREIGN_TABLE", "OBJECT_MATVIEW"):
+            yield cmd
+
+
+def added_columns(st: Statement, ctx: Any) -> Iterator[Cmd]:
+    """ADD COLUMN subcommands (with a column definition) on tables that existed before this
+    migration: the ones lock and rewrite rules care about."""
+    for cmd in table_cmds(st):
+        if cmd.subtype == "AT_AddColumn" and cmd.def_kind == "ColumnDef" and not ctx.is_new(
+                cmd.table):
             yield cmd
 
 
