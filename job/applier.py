@@ -122,7 +122,7 @@ class Applier:
         else:
             for m in pending:
                 if m.transactional:
-                    self._with_retries([m], functools.partial(self._run_transactional, [m]))
+                    self._with_retries(functools.partial(self._run_transactional, [m]))
                 else:
                     self._run_nontransactional(m)
         if pending:
@@ -138,12 +138,12 @@ class Applier:
                 continue
             if batch:
                 todo = list(batch)
-                self._with_retries(todo, functools.partial(self._run_transactional, todo))
+                self._with_retries(functools.partial(self._run_transactional, todo))
                 batch = []
             if m is not None:
                 self._run_nontransactional(m)
 
-    def _with_retries(self, ms: list[Migration], run: Callable[[], None]) -> None:
+    def _with_retries(self, run: Callable[[], None]) -> None:
         attempt = 0
         while True:
             try:
@@ -241,22 +241,9 @@ class Applier:
         self._autocommit(True)
         try:
             for step in m.exec_steps():
-                attempt = 0
-                while True:
-                    try:
-                        self._exec(m, step, executed=executed)
-                        break
-                    except _LockTimeoutHit as hit:
-                        # Nothing of a statement that timed out waiting for its lock ran,
-                        # so retrying just that statement is safe.
-                        attempt += 1
-                        if attempt > self.settings.lock_retries:
-                            raise hit.failure from None
-                        wait = min(30.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-                        self.log.warning("migration.lock_timeout_retry", migration=m.id,
-                                         attempt=attempt, of=self.settings.lock_retries,
-                                         blockers=hit.blockers, retry_in_s=round(wait, 2))
-                        self.sleep(wait)
+                # Nothing of a statement that timed out waiting for its lock ran, so retrying
+                # just that statement is safe (the earlier ones are already committed).
+                self._with_retries(functools.partial(self._exec, m, step, executed=executed))
                 if isinstance(step.apply, str):
                     executed.append(step.describe())
         finally:

@@ -243,3 +243,26 @@ def test_lock_is_held_by_the_session_that_runs(database_url, tmp_path, pgbouncer
 
 
 _ = Path
+
+
+def test_non_transactional_lock_timeout_retries_the_statement_then_exit_8(database_url, tmp_path):
+    query(database_url, "CREATE TABLE busy2 (id int)")
+    mdir = tmp_path / "m"
+    write(mdir, "0001_nt.sql", "-- transactional: false\nCREATE TABLE IF NOT EXISTS side (id int);\n"
+          "ALTER TABLE busy2 ADD COLUMN note text;\n")
+    blocker = psycopg.connect(database_url, application_name="long-report-2")
+    blocker.execute("SELECT * FROM busy2")
+    try:
+        proc = popen_job("run", env=env_for(database_url, mdir, MIGRATE_LOCK_TIMEOUT="300ms",
+                                            MIGRATE_LOCK_RETRIES="2"))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        blocker.close()
+    assert proc.returncode == 8, err
+    retries = [e for e in events(err) if e["event"] == "migration.lock_timeout_retry"]
+    assert [r["attempt"] for r in retries] == [1, 2]
+    assert all(r["migration"] == "0001_nt" for r in retries)
+    s = summary(err)
+    assert s["error"]["sqlstate"] == "55P03" and s["error"]["line"] == 3
+    assert s["error"]["executed_statements"] == ["CREATE TABLE IF NOT EXISTS side (id int);"]
+    assert table_exists(database_url, "side") and applied_ids(database_url) == []
