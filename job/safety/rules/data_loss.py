@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 from ..context import Context
 from ..parser import Statement
-from ..tree import base_name, object_names, rel_name, type_info, unwrap
+from ..tree import base_name, object_names, rel_name, unwrap
 from .base import Hit, Rule, rule
 from .types import lossy, maybe_lossy_target
-from .util import alter_cmds, table_cmds
+from .util import alter_cmds, table_cmds, type_changes
 
 
 class DataLoss(Rule):
@@ -216,13 +216,8 @@ class LossyTypeChange(DataLoss):
     statement_kinds = frozenset({"AlterTableStmt"})
 
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
-        for cmd in table_cmds(st):
-            if cmd.subtype != "AT_AlterColumnType" or ctx.is_new(cmd.table):
-                continue
-            new = type_info(cmd.definition.get("typeName"))
-            col = ctx.schema.column(cmd.table, cmd.name)
-            old = col.type if col else None
-            label = f"{cmd.table}.{cmd.name}"
+        for change in type_changes(st, ctx):
+            cmd, label, old, new = change.cmd, change.label, change.old, change.new
             if cmd.definition.get("raw_default"):
                 yield Hit(
                     f"{label} TYPE {new} USING ...: the USING expression can silently "

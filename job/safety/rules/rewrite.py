@@ -9,7 +9,7 @@ from ..parser import Statement
 from ..tree import Node, constraints, def_elem_names, rel_name, type_info, unwrap, walk
 from .base import Hit, Rule, rule
 from .types import no_rewrite
-from .util import added_columns, table_cmds
+from .util import added_columns, table_cmds, type_changes
 
 
 class Rewrite(Rule):
@@ -39,13 +39,8 @@ class AlterColumnType(Rewrite):
     statement_kinds = frozenset({"AlterTableStmt"})
 
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
-        for cmd in table_cmds(st):
-            if cmd.subtype != "AT_AlterColumnType" or ctx.is_new(cmd.table):
-                continue
-            new = type_info(cmd.definition.get("typeName"))
-            col = ctx.schema.column(cmd.table, cmd.name)
-            old = col.type if col else None
-            label = f"{cmd.table}.{cmd.name}"
+        for change in type_changes(st, ctx):
+            cmd, label, old, new = change.cmd, change.label, change.old, change.new
             if cmd.definition.get("raw_default"):
                 yield Hit(f"{label} TYPE {new} USING ... rewrites the table", table=cmd.table)
                 continue

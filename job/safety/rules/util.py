@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..parser import Statement
-from ..tree import Node, rel_name, unwrap
+from ..tree import Node, rel_name, type_info, unwrap
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,24 @@ def added_columns(st: Statement, ctx: Any) -> Iterator[Cmd]:
         if cmd.subtype == "AT_AddColumn" and cmd.def_kind == "ColumnDef" and not ctx.is_new(
                 cmd.table):
             yield cmd
+
+
+@dataclass(frozen=True)
+class TypeChange:
+    cmd: Cmd
+    label: str  # table.column
+    old: Any  # the column's known type (from CREATE TABLEs seen so far), or None
+    new: Any
+
+
+def type_changes(st: Statement, ctx: Any) -> Iterator[TypeChange]:
+    """ALTER COLUMN .. TYPE on tables that existed before this migration."""
+    for cmd in table_cmds(st):
+        if cmd.subtype != "AT_AlterColumnType" or ctx.is_new(cmd.table):
+            continue
+        col = ctx.schema.column(cmd.table, cmd.name)
+        yield TypeChange(cmd, f"{cmd.table}.{cmd.name}", col.type if col else None,
+                         type_info(cmd.definition.get("typeName")))
 
 
 def qualified(schema_and_name: list[str]) -> str:
