@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help_text)
         p.add_argument("ids", nargs="+", metavar="ID")
         p.add_argument("--yes", action="store_true")
+    _adopt_parsers(sub, common)
     sub.add_parser("backup", parents=[common], help="take and verify a backup now")
     p = sub.add_parser("restore", parents=[common], help="restore a backup")
     p.add_argument("uri")
@@ -81,6 +82,30 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run the migration ECS task and wait for it (ecs-run --help)")
     p.add_argument("ecs_args", nargs=argparse.REMAINDER)
     return parser
+
+
+def _adopt_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    from job.adopt import IMPORTERS
+
+    def shared(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--schema", dest="schemas", action="append", default=[],
+                       metavar="SCHEMA", help="schema to baseline (repeatable; default: the "
+                       "current schema)")
+        p.add_argument("--dry-run", action="store_true", help="print, change nothing")
+        p.add_argument("--yes", action="store_true")
+
+    p = sub.add_parser("baseline", parents=[common],
+                       help="write the current schema as a migration and mark it applied")
+    p.add_argument("--name", default="baseline", help="migration name (default: baseline)")
+    p.add_argument("--force", action="store_true",
+                   help="even though migrations are applied or files exist")
+    shared(p)
+    p = sub.add_parser("import", parents=[common],
+                       help="convert another tool's history and mark what it applied")
+    p.add_argument("--from", dest="tool", required=True, choices=list(IMPORTERS))
+    p.add_argument("--source", default=None, help="the tool's migrations directory")
+    p.add_argument("--table", default=None, help="its history table, [SCHEMA.]NAME")
+    shared(p)
 
 
 def _ecs_run(argv: Sequence[str]) -> int:
@@ -130,6 +155,9 @@ def _body(command: str, args: argparse.Namespace, settings: Any) -> Any:
             action(ctx)
         return body
 
+    def confirm(what: str) -> None:
+        runtime.require_confirmation(getattr(args, "yes", False), what, tty)
+
     ids = " ".join(getattr(args, "ids", []) or [])
     bodies = {
         "run": pipeline.run,
@@ -142,11 +170,24 @@ def _body(command: str, args: argparse.Namespace, settings: Any) -> Any:
         "unmark": confirmed(f"unmark {ids}", lambda ctx: commands.unmark(ctx, args.ids)),
         "accept-changes": confirmed(f"accept-changes {ids}",
                                     lambda ctx: commands.accept_changes(ctx, args.ids)),
+        "baseline": lambda ctx: _adopt(ctx, args, confirm),
+        "import": lambda ctx: _adopt(ctx, args, confirm),
         "backup": commands.backup,
         "restore": confirmed(f"restore {getattr(args, 'uri', '')}",
                              lambda ctx: commands.restore(ctx, args.uri)),
     }
     return bodies[command]
+
+
+def _adopt(ctx: Any, args: argparse.Namespace, confirm: Any) -> None:
+    from job.adopt import commands as adopt
+
+    if args.command == "baseline":
+        adopt.baseline(ctx, name=args.name, schemas=args.schemas, force=args.force,
+                       dry_run=args.dry_run, confirm=confirm)
+    else:
+        adopt.import_history(ctx, tool=args.tool, source=args.source, table=args.table,
+                             schemas=args.schemas, dry_run=args.dry_run, confirm=confirm)
 
 
 def _new(ctx: Any, name: str) -> None:

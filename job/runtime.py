@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from job.settings import Settings
 
 # Commands whose runs are written to _migrate_job_run.
-RECORDED = {"run", "rollback", "mark", "unmark", "accept-changes", "restore"}
+RECORDED = {"run", "rollback", "mark", "unmark", "accept-changes", "restore", "baseline",
+            "import"}
 # Commands that write the termination message and the GitHub summary.
 DEPLOY_REPORTED = {"run", "demo"}
 
