@@ -97,7 +97,8 @@ class NodePgMigrate:
             else:
                 raise ConfigError(f"{group['down']}: a .down.sql without its .up.sql",
                                   file=str(group["down"]))
-            out.append(SourceMigration(key=name, name=name, path=str(path), up=up, down=down))
+            label = re.sub(r"^\d+[_-]?", "", name) or name
+            out.append(SourceMigration(key=name, name=label, path=str(path), up=up, down=down))
         return out
 
     def read_history(self, conn: psycopg.Connection[Any], table: TableName,
