@@ -45,7 +45,8 @@ class Output:
     text: str
     rollback: str | None
     mark: bool
-    source: str = ""  # what it came from, for the mapping
+    source: str = ""  # the old tool's key for it
+    origin: str = ""  # what it came from, for the mapping
     flags: list[str] = field(default_factory=list)
     exists: bool = False  # identical file already in the directory
 
@@ -224,6 +225,7 @@ def _by_conversion(conn: psycopg.Connection[Any], imp: Importer, history: Histor
         c = convert(src, mid, previous, tool=imp.tool, root=str(root),
                     server_version=conn.info.server_version)
         outputs.append(_output(c, src.key in recorded, existing))
+        outputs[-1].origin = f"{os.path.relpath(src.path, root)} ({src.key})"
         previous = mid
     # Mark in the order the old tool applied them, so `status` reads like its history did.
     rank = {r.key: i for i, r in enumerate(history.recorded)}
@@ -282,7 +284,7 @@ def _by_baseline(ctx: Context, conn: psycopg.Connection[Any], imp: Importer, his
               f"schema they built is the baseline)")
     out = _baseline_output(dump, slug(f"{imp.tool} baseline"), existing, False, conn,
                            kind="baseline", header=header)
-    out.source = f"the current schema ({len(history.recorded)} {imp.tool} migration(s) applied)"
+    out.origin = f"the current schema ({len(history.recorded)} {imp.tool} migration(s) applied)"
     return [out]
 
 
@@ -304,7 +306,7 @@ def _print_mapping(ctx: Context, imp: Importer, root: Path, target: TableName, h
     for o in outputs:
         state = "mark   " if o.mark else "pending"
         written = " (already written, identical)" if o.exists else ""
-        lines.append(f"  {state} {o.id}.sql <- {o.source}{written}")
+        lines.append(f"  {state} {o.id}.sql <- {o.origin or o.source}{written}")
         for flag in o.flags:
             lines.append(f"            {flag}")
     keys = {f.key for f in files}

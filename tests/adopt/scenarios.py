@@ -122,7 +122,8 @@ class FlywayScenario(Scenario):
     "execution_time" INTEGER NOT NULL,
     "success" BOOLEAN NOT NULL
 );
-ALTER TABLE "public"."flyway_schema_history" ADD CONSTRAINT "flyway_schema_history_pk" PRIMARY KEY ("installed_rank");
+ALTER TABLE "public"."flyway_schema_history"
+    ADD CONSTRAINT "flyway_schema_history_pk" PRIMARY KEY ("installed_rank");
 CREATE INDEX "flyway_schema_history_s_idx" ON "public"."flyway_schema_history" ("success");""")
         for rank, (version, script, desc, sql, down, in_tx) in enumerate(steps, start=1):
             (root / script).write_text(sql)
