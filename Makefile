@@ -29,9 +29,11 @@ typecheck: install
 	$(BIN)/mypy job
 
 # Tools the tests need that are not Python packages: Azurite (npm) for Azure Blob backups,
-# PgBouncer (Debian) for the transaction-pooling refusal.
+# node-pg-migrate, knex, TypeORM and dbmate (npm, pinned) for the import tests, PgBouncer
+# (Debian) for the transaction-pooling refusal.
 test-tools: install
 	tests/backup/install_azurite.sh
+	tests/adopt/install_tools.sh
 	@test -x /usr/sbin/pgbouncer || command -v pgbouncer >/dev/null || \
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgbouncer; }
 

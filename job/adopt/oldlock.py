@@ -43,13 +43,22 @@ def _holder(conn: psycopg.Connection[Any], key: int) -> str:
             f"since {since:%Y-%m-%d %H:%M:%S}")
 
 
+def _row_held(conn: psycopg.Connection[Any], query: Any) -> bool:
+    import psycopg
+
+    try:
+        return conn.execute(query).fetchone() is not None
+    except psycopg.errors.UndefinedTable:
+        return False  # no lock table: the tool never ran here (autocommit: nothing to undo)
+
+
 @contextmanager
 def hold(conn: psycopg.Connection[Any], lock: ToolLock | None, tool: str) -> Iterator[None]:
     """Refuse (exit 4) when the old tool's lock is held; hold its advisory keys meanwhile."""
     if lock is None:
         yield
         return
-    if lock.held_sql is not None and conn.execute(lock.held_sql).fetchone() is not None:
+    if lock.held_sql is not None and _row_held(conn, lock.held_sql):
         raise LockTimeout(f"{lock.name} is held: a {tool} run is in progress or was killed "
                           f"holding it. Nothing was imported; import when {tool} is done (or "
                           "release its lock after checking no run is active).", lock=lock.name)
