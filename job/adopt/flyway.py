@@ -1,6 +1,8 @@
 """Flyway: ``V<version>__<description>.sql`` (+ ``U...`` undo scripts) and flyway_schema_history.
 
-What Flyway itself does, as its source defines it (flyway/flyway, Apache-2.0):
+What Flyway itself does, as its source defines it (flyway/flyway, Apache-2.0; classes under
+flyway-database/flyway-database-postgresql/src/main/java/org/flywaydb/database/postgresql/ and
+flyway-core/src/main/java/org/flywaydb/core/internal/):
 - history table (``PostgreSQLDatabase.getRawCreateScript``): installed_rank INT (primary key,
   the order of application), version VARCHAR(50) (NULL for repeatables), description, type
   (SQL, JDBC, BASELINE, SCHEMA, UNDO_SQL, DELETE, ...), script, checksum INTEGER, installed_by,
@@ -9,10 +11,12 @@ What Flyway itself does, as its source defines it (flyway/flyway, Apache-2.0):
   ignores line endings) and without a leading BOM, UTF-8, stored as a signed 32-bit int;
 - versions: ``_`` in a file name means ``.``, parts compare as integers, trailing zeros do not
   count (1.0 == 1);
-- lock (``PostgreSQLAdvisoryLockTemplate`` + ``PostgreSQLConnection.lock``): advisory lock
-  ``0x466C79776179`` ("Flyway" = 77431708279161) plus the Java ``String.hashCode`` of the quoted
-  table name ``"schema"."flyway_schema_history"``; session or transaction level, either shows
-  in pg_locks;
+- lock (``PostgreSQLAdvisoryLockTemplate``: ``LOCK_MAGIC_NUM + discriminator``;
+  ``PostgreSQLConnection.lock``: discriminator = ``table.toString().hashCode()``;
+  ``SchemaObject.toString`` = ``database.quote(schema, name)``): advisory key
+  ``0x466C79776179`` ("Flyway" = 77431708279161) plus the Java ``String.hashCode`` of
+  ``"schema"."flyway_schema_history"``; ``pg_try_advisory_lock`` (session) or
+  ``pg_try_advisory_xact_lock`` (``postgresql.transactional.lock``), both show in pg_locks;
 - per-script configuration ``V1__x.sql.conf`` with ``executeInTransaction=false``.
 """
 

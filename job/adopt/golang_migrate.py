@@ -1,7 +1,7 @@
 """golang-migrate: ``<version>_<title>.up.sql`` / ``.down.sql`` and schema_migrations.
 
 As its source defines it (golang-migrate/migrate, MIT):
-- file names (``source/parse.go``): ``^([0-9]+)_(.*)\\.(down|up)\\.(.*)$``, version an unsigned
+- file names (source/parse.go, ``DefaultParse``): ``^([0-9]+)_(.*)\\.(down|up)\\.(.*)$``, version an unsigned
   integer, applied in ascending order;
 - history table (``database/postgres/postgres.go`` ensureVersionTable):
   ``schema_migrations (version bigint not null primary key, dirty boolean not null)`` holding ONE

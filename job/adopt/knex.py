@@ -4,10 +4,11 @@ Their migrations are code, so they cannot be converted: the import takes a basel
 current schema and marks it, after checking that every migration file (when --source is given)
 is recorded as applied, so nothing is left behind.
 
-Knex (knex/knex, MIT; version 3 runs for real in our tests): ``knex_migrations (id serial, name
-varchar(255), batch integer, migration_time timestamptz)``, name = the file name with its
-extension; ``knex_migrations_lock (index serial, is_locked integer)``: ``is_locked = 1`` while a
-``knex migrate`` runs (a row lock, not an advisory lock).
+Knex (knex/knex, MIT; version 3 runs for real in our tests; lib/migrations/migrate/
+table-creator.js and Migrator.js): ``knex_migrations (id serial, name varchar(255), batch
+integer, migration_time timestamptz)``, name = the file name with its extension;
+``<table>_lock (index serial, is_locked integer)``: ``Migrator._lockMigrations`` sets
+``is_locked = 1`` where it is 0 while a ``knex migrate`` runs (a row, not an advisory lock).
 
 TypeORM (typeorm/typeorm, MIT; 1.x runs for real in our tests): ``migrations (id serial, timestamp
 bigint not null, name varchar not null)``, name = the migration class name, which ends with the

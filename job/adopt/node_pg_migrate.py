@@ -9,8 +9,10 @@ As its source defines it (salsita/node-pg-migrate, MIT; version 9 runs for real 
   marker the whole file is the up part; SQL migrations always run in a transaction;
 - history: ``pgmigrations (id serial primary key, name varchar(255) not null, run_on timestamp
   not null)``, one row per applied migration;
-- lock (src/runner.ts): ``pg_advisory_lock(7241865325823964)`` (PG_MIGRATE_LOCK_ID; a
-  ``--lock-value`` option can change it).
+- lock (src/runner.ts, read in the installed 9.0.0 bundle): ``pg_advisory_lock`` or
+  ``pg_try_advisory_lock`` of ``PG_MIGRATE_LOCK_ID = 7241865325823964`` ("random but
+  well-known identifier shared by all instances"; a lock-value option can change it);
+- sections: src/sqlMigration.ts ``createMigrationCommentRegex``; names: src/migration.ts.
 JavaScript/TypeScript migrations cannot be converted: a history with any is adopted by a
 baseline of the current schema instead.
 """

@@ -1,17 +1,20 @@
 """Prisma Migrate: ``prisma/migrations/<name>/migration.sql`` and _prisma_migrations.
 
 As its source defines it (prisma/prisma-engines, Apache-2.0):
-- history table (``sql-schema-connector`` postgres flavour ``create_migrations_table``):
+- history table (schema-engine/connectors/sql-schema-connector/src/flavour/postgres.rs,
+  ``create_migrations_table``):
   ``_prisma_migrations (id varchar(36) primary key, checksum varchar(64) not null, finished_at
   timestamptz, migration_name varchar(255) not null, logs text, rolled_back_at timestamptz,
   started_at timestamptz not null default now(), applied_steps_count integer not null default
   0)``; a migration is applied when a row for it has ``finished_at`` set and ``rolled_back_at``
   NULL; a row with neither is a failed migration, which makes ``migrate deploy`` refuse (P3009)
   until ``prisma migrate resolve``;
-- checksum (``schema-connector/src/checksum.rs``): lowercase hex SHA-256 of migration.sql,
+- checksum (schema-engine/connectors/schema-connector/src/checksum.rs): lowercase hex
+  SHA-256 of migration.sql (older engines did not zero-pad each byte),
   matched whatever its line endings (LF or CRLF);
 - migrations are the sub-directories in name order; Prisma has no down migrations;
-- lock: ``pg_advisory_lock(72707369)`` (postgres flavour ``acquire_lock``).
+- lock: ``SELECT pg_advisory_lock(72707369)`` ("a unique number we chose to identify
+  Migrate"), session level, with a 10 s timeout (same file, ``acquire_lock``).
 """
 
 from __future__ import annotations
