@@ -64,8 +64,10 @@ class Knex:
 
         lock_table = TableName(table.schema, table.name + "_lock")
         query = sql.SQL("SELECT 1 FROM {} WHERE is_locked = 1").format(lock_table.sql())
-        return ToolLock(f"knex's migration lock ({lock_table}.is_locked = 1)",
-                        held_sql=query)
+        # knex updates the row inside the transaction of the whole batch when every migration
+        # is transactional: the committed row still says 0, but the row is locked.
+        return ToolLock(f"knex's migration lock ({lock_table}.is_locked)", held_sql=query,
+                        busy_table=lock_table)
 
 
 class TypeORM:

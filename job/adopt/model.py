@@ -62,6 +62,9 @@ class ToolLock:
     name: str  # "Flyway's advisory lock", for messages
     advisory_keys: tuple[int, ...] = ()  # session/xact advisory locks (bigint form)
     held_sql: Any = None  # a query (str or psycopg sql) returning a row while held (knex)
+    # A table whose rows the tool updates inside its own, still open, transaction while it
+    # runs (so the committed rows say "free"): probed with FOR SHARE NOWAIT.
+    busy_table: TableName | None = None
 
 
 @dataclass(frozen=True)

@@ -43,13 +43,24 @@ def _holder(conn: psycopg.Connection[Any], key: int) -> str:
             f"since {since:%Y-%m-%d %H:%M:%S}")
 
 
-def _row_held(conn: psycopg.Connection[Any], query: Any) -> bool:
+def _row_held(conn: psycopg.Connection[Any], lock: ToolLock) -> bool:
     import psycopg
+    from psycopg import sql
 
     try:
-        return conn.execute(query).fetchone() is not None
+        if lock.held_sql is not None and conn.execute(lock.held_sql).fetchone() is not None:
+            return True
+        if lock.busy_table is not None:
+            # A shared row lock, released when this autocommit statement ends; changes nothing.
+            conn.execute(sql.SQL("SELECT 1 FROM {} FOR SHARE NOWAIT").format(
+                lock.busy_table.sql()))
+    except psycopg.errors.LockNotAvailable:
+        return True
+    except psycopg.errors.ReadOnlySqlTransaction:
+        return False  # --dry-run's read-only session: the committed row said free
     except psycopg.errors.UndefinedTable:
         return False  # no lock table: the tool never ran here (autocommit: nothing to undo)
+    return False
 
 
 @contextmanager
@@ -58,7 +69,7 @@ def hold(conn: psycopg.Connection[Any], lock: ToolLock | None, tool: str) -> Ite
     if lock is None:
         yield
         return
-    if lock.held_sql is not None and _row_held(conn, lock.held_sql):
+    if (lock.held_sql is not None or lock.busy_table is not None) and _row_held(conn, lock):
         raise LockTimeout(f"{lock.name} is held: a {tool} run is in progress or was killed "
                           f"holding it. Nothing was imported; import when {tool} is done (or "
                           "release its lock after checking no run is active).", lock=lock.name)

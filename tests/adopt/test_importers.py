@@ -329,3 +329,37 @@ def test_import_on_a_second_environment_only_marks(pg_server: Any, database_url:
         assert _import(run_job, other, tmp_path, "golang-migrate", second).returncode == 0
     finally:
         pg_server.drop_database(other)
+
+
+def test_import_refuses_while_a_real_knex_run_holds_its_lock_inside_its_transaction(
+        node_tools: None, database_url: str, run_job: Any, tmp_path: Path) -> None:
+    """knex locks by updating knex_migrations_lock inside the batch's transaction: the committed
+    row still says 0 while it runs, so the import must see the row lock itself."""
+    import os
+    import signal
+    import subprocess
+
+    from tests.adopt.helpers import TOOLS, node_tool
+    from tests.core.helpers import backend_running, wait_for
+
+    work = tmp_path / "work"
+    source = KnexScenario("knex", converts=False).build(database_url, work)
+    (source / "20240104000000_slow.js").write_text(
+        "exports.up = (knex) => knex.raw('SELECT pg_sleep(120)');\n"
+        "exports.down = () => {};\n")
+    knex = subprocess.Popen(
+        [str(node_tool("knex")), "migrate:latest", "--knexfile", "knexfile.js"], cwd=work,
+        env={"PATH": os.environ.get("PATH", os.defpath), "NODE_PATH": str(TOOLS),
+             "DATABASE_URL": database_url}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(lambda: backend_running(database_url, "pg_sleep(120)"), timeout=60)
+        res = _import(run_job, database_url, tmp_path, "knex", source)
+        assert res.returncode == 4, res.stdout + res.stderr
+        assert "knex's migration lock" in summary(res.stderr)["message"]
+        assert applied_ids(database_url) == []
+    finally:
+        os.killpg(knex.pid, signal.SIGKILL)
+        knex.wait(timeout=30)
+        execute(database_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()")
