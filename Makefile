@@ -53,6 +53,7 @@ bench: install
 	$(BIN)/python bench/apply.py
 	$(BIN)/python bench/lint.py
 	$(BIN)/python bench/backup.py
+	$(BIN)/python bench/adopt.py
 
 clean:
 	rm -rf $(VENV) .test-tools .pytest_cache .mypy_cache .ruff_cache *.egg-info
