@@ -11,11 +11,18 @@ import time
 from tests.conftest import REPO, job_env
 
 
-def run_on_tty(*args: str, env: dict[str, str], answer: str, until: str = "Type 'yes'",
+def run_on_tty(*args: str, env: dict[str, str], answer: str | None = None,
+               until: str = "Type 'yes'",
                timeout: float = 60.0) -> tuple[int, str]:
     """Start `python -m job ARGS` with stdin/stdout/stderr on a pty; when ``until`` appears,
     type ``answer``. Returns (exit code, everything the terminal showed)."""
     master, slave = os.openpty()
+    # A terminal as wide as a common one: lines are judged at 160 characters, not wrapped.
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
     proc = subprocess.Popen([sys.executable, "-m", "job", *args], env=job_env(**env),
                             cwd=str(REPO), stdin=slave, stdout=slave, stderr=slave,
                             start_new_session=True)
@@ -33,7 +40,7 @@ def run_on_tty(*args: str, env: dict[str, str], answer: str, until: str = "Type 
                 if not chunk:
                     break
                 seen += chunk
-            if not answered and until.encode() in seen:
+            if answer is not None and not answered and until.encode() in seen:
                 os.write(master, (answer + "\n").encode())
                 answered = True
             if proc.poll() is not None and not ready:
