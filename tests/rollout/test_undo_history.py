@@ -225,7 +225,8 @@ def test_history_on_a_terminal_is_a_table(database_url, run_job, tmp_path):
     row = lines[header + 1]
     assert row.startswith(run_id[:8]) and " run " in row and " applied " in row
     assert "+0001_t1, +0002_t2" in row
-    assert "…26-abcdef0" in row  # a long image keeps its tag, the end that tells releases apart
+    # A long image keeps its end, the tag that tells releases apart.
+    assert "…grations:2026.11.26-abcdef0" in row and "registry.example.com" not in row
     assert all(len(line) <= 160 for line in lines)
 
 
