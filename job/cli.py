@@ -43,11 +43,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"migrate-job {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    sub.add_parser("run", parents=[common], help="the deploy pipeline (default)")
+    p = sub.add_parser("run", parents=[common], help="the deploy pipeline (default)")
+    _phase_flag(p)
+    p = sub.add_parser("exec", parents=[common],
+                       help="entrypoint mode: run, then replace this process with CMD "
+                            "(exec [--phase pre] -- CMD ARG...)")
+    _phase_flag(p)
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARG...")
     p = sub.add_parser("status", parents=[common],
                        help="applied/pending/changed; exit 10 if pending")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("history", parents=[common], help="the recorded runs, newest first")
+    p.add_argument("--json", action="store_true", help="JSON even on a terminal")
+    p.add_argument("--limit", type=int, default=None, help="how many runs (default 20)")
     p = sub.add_parser("plan", parents=[common], help="what run would do (read-only)")
+    _phase_flag(p)
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", dest="fmt", action="store_const", const="json")
     fmt.add_argument("--markdown", dest="fmt", action="store_const", const="markdown")
@@ -64,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     grp = p.add_mutually_exclusive_group()
     grp.add_argument("--count", type=int, default=None)
     grp.add_argument("--to", default=None, help="roll back until ID is the newest applied")
+    p.add_argument("--yes", action="store_true")
+    p = sub.add_parser("undo", parents=[common],
+                       help="revert what one run applied (default: the last run that applied "
+                            "something)")
+    p.add_argument("run_id", nargs="?", default=None, metavar="RUN_ID",
+                   help="a run id or a unique prefix of it (see `history`)")
+    p.add_argument("--restore", action="store_true",
+                   help="restore the backup that run took instead of its rollback scripts")
     p.add_argument("--yes", action="store_true")
     for name, help_text in (("mark", "record migrations as applied without running them"),
                             ("unmark", "forget applied migrations without rolling back"),
@@ -108,6 +126,12 @@ def _adopt_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     shared(p)
 
 
+def _phase_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--phase", dest="phase", choices=["pre", "post", "all"], default=None,
+                   help="pre: before the new version starts; post: after it is live; all "
+                        "(MIGRATE_PHASE, default all)")
+
+
 def _ecs_run(argv: Sequence[str]) -> int:
     from job import ecs
 
@@ -130,6 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     flags = {dest: getattr(args, dest, None) for _, dest, _ in _COMMON}
     flags["allow_destructive"] = getattr(args, "allow_destructive", None)
+    flags["phase"] = getattr(args, "phase", None)
+    if command == "exec":
+        from job import entrypoint
+
+        cmd = entrypoint.target_command(getattr(args, "cmd", []))  # exit 2 before connecting
     try:
         settings = load(os.environ, flags)
     except ConfigError as exc:
@@ -141,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.configure(settings.log_format, settings.log_level)
     if command == "demo":
         return _demo(settings)
+    if command == "exec":
+        code = runtime.execute(settings, command, _body("run", args, settings))
+        return entrypoint.replace_process(code, cmd)
     return runtime.execute(settings, command, _body(command, args, settings))
 
 
@@ -155,17 +187,17 @@ def _body(command: str, args: argparse.Namespace, settings: Any) -> Any:
             action(ctx)
         return body
 
-    def confirm(what: str) -> None:
-        runtime.require_confirmation(getattr(args, "yes", False), what, tty)
-
     ids = " ".join(getattr(args, "ids", []) or [])
+    confirm = runtime.Confirm(bool(getattr(args, "yes", False)), tty)
     bodies = {
         "run": pipeline.run,
         "status": lambda ctx: pipeline.status(ctx, args.json),
+        "history": lambda ctx: _history(ctx, args),
+        "undo": lambda ctx: _undo(ctx, args, confirm),
         "plan": lambda ctx: pipeline.plan_command(ctx, args.fmt or "text"),
         "lint": lambda ctx: _lint(ctx, args),
         "new": lambda ctx: _new(ctx, args.name),
-        "rollback": confirmed("rollback", lambda ctx: commands.rollback(ctx, args.count, args.to)),
+        "rollback": lambda ctx: commands.rollback(ctx, args.count, args.to, confirm),
         "mark": confirmed(f"mark {ids}", lambda ctx: commands.mark(ctx, args.ids)),
         "unmark": confirmed(f"unmark {ids}", lambda ctx: commands.unmark(ctx, args.ids)),
         "accept-changes": confirmed(f"accept-changes {ids}",
@@ -188,6 +220,18 @@ def _adopt(ctx: Any, args: argparse.Namespace, confirm: Any) -> None:
     else:
         adopt.import_history(ctx, tool=args.tool, source=args.source, table=args.table,
                              schemas=args.schemas, dry_run=args.dry_run, confirm=confirm)
+
+
+def _history(ctx: Any, args: argparse.Namespace) -> None:
+    from job.history import history
+
+    history(ctx, args.json, args.limit)
+
+
+def _undo(ctx: Any, args: argparse.Namespace, confirm: Any) -> None:
+    from job.undo import undo
+
+    undo(ctx, args.run_id, args.restore, confirm)
 
 
 def _new(ctx: Any, name: str) -> None:

@@ -8,7 +8,7 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from job import migrations, tracking
 from job.errors import ConfigError, IntegrityRefusal
@@ -17,7 +17,7 @@ from job.pipeline import make_plan
 if TYPE_CHECKING:
     from job.migrations import MigrationSet
     from job.pipeline import Plan
-    from job.runtime import Context
+    from job.runtime import Confirm, Context
     from job.settings import Settings
 
 
@@ -46,17 +46,29 @@ def new(settings: Settings, name: str, now: datetime | None = None) -> list[Path
         "--      for CREATE INDEX CONCURRENTLY and other statements that cannot run in a\n"
         "--      transaction; keep each statement idempotent (IF NOT EXISTS)\n"
         "-- -- migrate-job: approve DL02 \"why this destructive change is safe\"\n"
-        "--      approves a destructive finding of `migrate-job plan` after review\n\n"
+        "--      approves a destructive finding of `migrate-job plan` after review\n"
+        "-- -- phase: post\n"
+        "--      a contract step (drop what the old version used): applied by `run --phase "
+        "post`,\n"
+        "--      after the new version is live (docs/rollout.md)\n\n"
     )
     rollback_path.write_text(f"-- rollback of {mid}: undo the statements of {apply_path.name} "
-                             "in reverse order\n\n")
+                             "in reverse order.\n"
+                             "-- If undoing it only means forgetting the record, make the next "
+                             "line the directive:\n"
+                             "-- -- rollback: nothing to undo\n\n")
     return [apply_path, rollback_path]
 
 
 # -- rollback ------------------------------------------------------------------------------------
-def rollback(ctx: Context, count: int | None, to: str | None) -> None:
-    from job.applier import Applier
+def rollback(ctx: Context, count: int | None, to: str | None, confirm: Confirm) -> None:
+    """The last ``count`` (default 1) applied migrations, or those after ``to``, newest first,
+    through the pre-flighted path of job/rollback.py."""
+    from job.rollback import run_chain
 
+    confirm.check_possible("rollback")
+    if count is not None and count < 1:
+        raise ConfigError(f"--count {count}: must be at least 1")
     found, plan = _locked_plan(ctx)
     _refuse_changed(plan.integrity.changed)
     applied_ids = [r.id for r in plan.state.applied]
@@ -64,32 +76,23 @@ def rollback(ctx: Context, count: int | None, to: str | None) -> None:
         if to not in applied_ids:
             raise ConfigError(f"--to {to}: not an applied migration")
         targets = applied_ids[applied_ids.index(to) + 1:]
+    elif count is not None and count > len(applied_ids):
+        raise ConfigError(f"--count {count}: only {len(applied_ids)} migration(s) are applied; "
+                          "nothing rolled back")
     else:
         targets = applied_ids[-(count or 1):] if applied_ids else []
     targets = list(reversed(targets))
     if not targets:
         ctx.log.info("rollback.nothing_to_do")
+        ctx.summary.extra["rolled_back"] = []
         return
     known = found.by_id()
     missing = [t for t in targets if t not in known]
     if missing:
-        raise ConfigError(f"cannot roll back {', '.join(missing)}: not in this image's "
-                          "migrations directory")
-    to_roll = [known[t] for t in targets]
-    # Check every rollback script before touching anything.
-    without = [m for m in to_roll if not m.has_rollback]
-    if without:
-        raise ConfigError(
-            "nothing rolled back: no rollback script for "
-            + ", ".join(f"{m.id} ({m.rollback_path} missing or empty)" for m in without))
-    applier = Applier(ctx.connect_migration(), ctx.settings, ctx.log)
-    rolled: list[dict[str, Any]] = []
-    try:
-        for m in to_roll:
-            duration = applier.rollback(m)
-            rolled.append({"id": m.id, "duration_s": round(duration, 3)})
-    finally:
-        ctx.summary.extra["rolled_back"] = rolled
+        raise ConfigError(f"nothing rolled back: cannot roll back {', '.join(missing)}: not in "
+                          "this image's migrations directory")
+    run_chain(ctx, plan, [known[t] for t in targets], confirm,
+              title=f"roll back {len(targets)} migration(s) on {ctx.summary.database}")
 
 
 # -- mark / unmark / accept-changes ------------------------------------------------------------

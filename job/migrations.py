@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,12 +50,16 @@ class Step:
         return repr(self.apply)
 
 
+PHASES = ("pre", "post")
+
+
 @dataclass(frozen=True)
 class Header:
     depends: tuple[str, ...]
     transactional: bool
     body: str
     body_line: int
+    phase: str = "pre"
 
 
 @dataclass(eq=False)  # identity semantics: migrations are graph nodes
@@ -85,6 +90,12 @@ class Migration:
             return self.header().transactional
         self.load()
         return bool(self.yoyo.use_transactions)
+
+    @property
+    def phase(self) -> str:
+        """``post`` for a ``-- phase: post`` migration (applied after the new version is live);
+        everything else, Python migrations included, is ``pre``."""
+        return self.header().phase if self.is_sql else "pre"
 
     @property
     def depends(self) -> set[str]:
@@ -327,4 +338,29 @@ def _read_header(path: str, mid: str) -> Header:
         raise ConfigError(f"{path}: '-- transactional: {flag}' must be true or false",
                           migration=mid, file=path)
     body_line = text.count("\n") - body.count("\n") + 1
-    return Header(tuple(directives.get("depends", "").split()), flag == "true", body, body_line)
+    return Header(tuple(directives.get("depends", "").split()), flag == "true", body, body_line,
+                  _read_phase(text, path, mid))
+
+
+_PHASE_DIRECTIVE = re.compile(r"^\s*--\s*phase\s*:\s*(.*?)\s*$", re.IGNORECASE)
+_COMMENT_OR_EMPTY = re.compile(r"^(\s*|\s*--.*)$")
+
+
+def _read_phase(text: str, path: str, mid: str) -> str:
+    """``-- phase: pre|post`` in the leading comment block, where yoyo reads its own directives
+    (yoyo does not know this one, so it stays a comment for the yoyo CLI)."""
+    phase: str | None = None
+    for number, line in enumerate(text.split("\n"), start=1):
+        m = _PHASE_DIRECTIVE.match(line)
+        if m:
+            value = m.group(1).lower()
+            if value not in PHASES:
+                raise ConfigError(f"{path}:{number}: '-- phase: {m.group(1)}' must be pre or post",
+                                  migration=mid, file=path, line=number)
+            if phase is not None and value != phase:
+                raise ConfigError(f"{path}:{number}: a second '-- phase:' directive contradicts "
+                                  f"the first ({phase})", migration=mid, file=path, line=number)
+            phase = value
+        elif not _COMMENT_OR_EMPTY.match(line):
+            break
+    return phase or "pre"

@@ -32,16 +32,31 @@ class Plan:
     state: tracking.State
     integrity: tracking.Integrity
     pending: list[Migration] = field(default_factory=list)
+    # Pending but not for this phase (`run --phase pre` leaves the post migrations here).
+    deferred: list[Migration] = field(default_factory=list)
+    phase: str = "all"
+
+    def select_phase(self, phase: str) -> Plan:
+        """Keep in ``pending`` what ``run --phase PHASE`` applies; raises ConfigError (exit 2)
+        when the phase cannot run in dependency order (job/phases.py)."""
+        from job import phases
+
+        selection = phases.select(self.pending, phase)
+        self.pending, self.deferred, self.phase = selection.to_apply, selection.deferred, phase
+        return self
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "applied": [{"id": r.id, "applied_at_utc": r.applied_at.isoformat()
                          if r.applied_at else None, "checksum_recorded": r.checksum is not None}
                         for r in self.state.applied],
-            "pending": [{"id": m.id, "file": m.path, "transactional": m.transactional,
+            "phase": self.phase,
+            "pending": [{"id": m.id, "file": m.path, "phase": m.phase,
+                         "transactional": m.transactional,
                          "depends": sorted(m.depends), "statements": len(m.steps),
                          "has_rollback": m.has_rollback, "checksum": m.checksum}
                         for m in self.pending],
+            "deferred": [{"id": m.id, "file": m.path, "phase": m.phase} for m in self.deferred],
             "changed": [{"id": i, "file": p} for i, p in self.integrity.changed],
             "unknown": list(self.integrity.unknown),
             "unverified": [m.id for m in self.integrity.unverified],
@@ -59,22 +74,39 @@ def run(ctx: Context) -> None:
         tracking.ensure_tables(conn)
         plan = make_plan(conn, found)
     refuse_on_integrity(ctx, plan)
+    ctx.summary.pending = [m.id for m in plan.pending]
+    ctx.summary.extra["phase"] = settings.phase
+    plan.select_phase(settings.phase)
     if plan.integrity.unverified:
         tracking.adopt(conn, settings, plan.integrity.unverified)
         log.info("integrity.adopted", migrations=[m.id for m in plan.integrity.unverified],
                  reason="applied without a content checksum (e.g. by the yoyo CLI); "
                         "recording the current file's checksum")
-    ctx.summary.pending = [m.id for m in plan.pending]
     for row in plan.state.applied:
         log.debug("migration.skipped", migration=row.id, reason="already applied")
+    _log_deferred(ctx, plan)
     if not plan.pending:
-        log.info("run.nothing_pending", applied=len(plan.state.applied))
+        log.info("run.nothing_pending", applied=len(plan.state.applied), phase=plan.phase)
         return
-    log.info("run.plan", pending=ctx.summary.pending)
+    log.info("run.plan", pending=[m.id for m in plan.pending], phase=plan.phase)
     safety_gate(ctx, plan, conn)
     take_backup_if_configured(ctx, plan, conn)
     apply(ctx, plan)
-    verify(ctx, found)
+    verify(ctx, found, plan)
+
+
+def _log_deferred(ctx: Context, plan: Plan) -> None:
+    if not plan.deferred:
+        return
+    other = "post" if plan.phase == "pre" else "pre"
+    ctx.log.info("run.deferred", phase=plan.phase, left_for=other,
+                 migrations=[m.id for m in plan.deferred])
+    if plan.phase == "post":
+        # Pre migrations pending at post time: this release's pre phase did not run (or a
+        # migration was added since). Not an error when nothing applied here depends on them.
+        ctx.log.warning("run.pre_pending", migrations=[m.id for m in plan.deferred],
+                        message="pre migrations are pending during the post phase: did the pre "
+                                "phase of this release run?")
 
 
 def make_plan(conn: psycopg.Connection[Any], found: MigrationSet) -> Plan:
@@ -110,6 +142,9 @@ def safety_gate(ctx: Context, plan: Plan, conn: psycopg.Connection[Any]) -> None
     report = evaluate(ctx.settings, plan.pending, conn, ctx.log)
     if report is None:
         return
+    from job.rollout_gate import log_phase_hints
+
+    log_phase_hints(ctx.log, report, plan.pending)
     ctx.summary.findings = [f for f in report.get("findings", [])]
     blocking = report.get("blocking", [])
     if blocking:
@@ -154,23 +189,25 @@ def apply(ctx: Context, plan: Plan) -> None:
             watcher.stop()
         ctx.summary.applied = [a.summary() for a in applier.applied]
         done = {a.id for a in applier.applied}
-        ctx.summary.pending = [m.id for m in plan.pending if m.id not in done]
+        ctx.summary.pending = [m.id for m in plan.pending if m.id not in done] + [
+            m.id for m in plan.deferred]
 
 
-def verify(ctx: Context, found: MigrationSet) -> None:
+def verify(ctx: Context, found: MigrationSet, plan: Plan) -> None:
     assert ctx.lock_conn is not None
     with ctx.lock_mutex:
         state = tracking.read_state(ctx.lock_conn)
     by_id = {r.id: r for r in state.applied}
-    missing = [m.id for m in found.migrations if m.id not in by_id]
+    deferred = [m.id for m in plan.deferred]
+    missing = [m.id for m in found.migrations if m.id not in by_id and m.id not in deferred]
     wrong = [m.id for m in found.migrations
              if m.id in by_id and by_id[m.id].checksum not in (None, m.checksum)]
     if missing or wrong:
         raise VerificationFailed(
             f"after apply: still pending {missing or '-'}; records inconsistent {wrong or '-'}",
             pending=missing, inconsistent=wrong)
-    ctx.summary.pending = []
-    ctx.log.info("run.verified", applied_total=len(state.applied))
+    ctx.summary.pending = deferred
+    ctx.log.info("run.verified", applied_total=len(state.applied), phase=plan.phase)
 
 
 # -- status / plan (read-only) -------------------------------------------------------------------
@@ -204,7 +241,7 @@ def _status_text(plan: Plan) -> str:
         when = r.applied_at.strftime("%Y-%m-%d %H:%M:%S") if r.applied_at else ""
         lines.append(f"{mark} {r.id}  {when}")
     for m in plan.pending:
-        lines.append(f"pending  {m.id}")
+        lines.append(f"pending  {m.id}  ({m.phase})")
     if unverified:
         lines.append("(* applied without a recorded checksum; `run` records it)")
     if not lines:
@@ -215,20 +252,36 @@ def _status_text(plan: Plan) -> str:
 
 
 def plan_command(ctx: Context, fmt: str) -> None:
+    from job.rollout_gate import phase_hints, render_hints
     from job.safety_gate import evaluate, render_plan
 
     found = migrations.read(ctx.settings.migrations_dir)
     conn = ctx.connect_admin(read_only=True)
     with conn.transaction():
         plan = make_plan(conn, found)
+        ctx.summary.pending = [m.id for m in plan.pending]
+        plan.select_phase(ctx.settings.phase)
         safety = evaluate(ctx.settings, plan.pending, conn, ctx.log)
-    ctx.summary.pending = [m.id for m in plan.pending]
     data = plan.as_dict()
     data["safety"] = safety
-    print(render_plan(data, fmt))
+    hints = phase_hints(safety, plan.pending)
+    if hints:
+        data["phase_hints"] = hints
+    text = render_plan(data, fmt)
+    if fmt == "text":
+        text = "\n".join([f"phase: {plan.phase}", text, *render_hints(hints),
+                          *_deferred_lines(plan)])
+    print(text)
     if plan.integrity.changed:
         raise IntegrityRefusal("run would refuse: applied migration file(s) changed",
                                changed=data["changed"])
     if safety and safety.get("blocking"):
         raise SafetyRefusal(f"run would refuse: {len(safety['blocking'])} unapproved "
                             "dangerous finding(s)", blocking=safety["blocking"])
+
+
+def _deferred_lines(plan: Plan) -> list[str]:
+    if not plan.deferred:
+        return []
+    other = "post" if plan.phase == "pre" else "pre"
+    return [f"left for --phase {other}: " + ", ".join(m.id for m in plan.deferred)]

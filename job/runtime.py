@@ -12,7 +12,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +27,10 @@ if TYPE_CHECKING:
     from job.settings import Settings
 
 # Commands whose runs are written to _migrate_job_run.
-RECORDED = {"run", "rollback", "mark", "unmark", "accept-changes", "restore", "baseline",
-            "import"}
+RECORDED = {"run", "exec", "rollback", "undo", "mark", "unmark", "accept-changes", "restore",
+            "baseline", "import"}
+# Commands that run the deploy pipeline (their phase is recorded, their outcome refined).
+PIPELINE = {"run", "exec"}
 # Commands that write the termination message and the GitHub summary.
 DEPLOY_REPORTED = {"run", "demo"}
 
@@ -158,7 +160,7 @@ def execute(settings: Settings, command: str, body: Callable[[Context], None]) -
         log.error(f"{command}.internal_error", error=ctx.summary.message,
                   traceback=redact.scrub(traceback.format_exc()))
     ctx.summary.exit_code = exit_code
-    if exit_code == 0 and ctx.summary.outcome == "success" and command == "run":
+    if exit_code == 0 and ctx.summary.outcome == "success" and command in PIPELINE:
         ctx.summary.outcome = "applied" if ctx.summary.applied else "nothing_pending"
     _record_run_safely(ctx, exit_code)
     ctx.close()
@@ -188,11 +190,17 @@ def _record_run_safely(ctx: Context, exit_code: int) -> None:
     try:
         with ctx.lock_mutex:
             if tracking.tables_exist(ctx.lock_conn)[1]:
-                tracking.record_run(
-                    ctx.lock_conn, ctx.settings, run_id=ctx.run_id, command=ctx.command,
-                    started=ctx.started_utc, outcome=ctx.summary.outcome,
-                    exit_code=exit_code, applied=ctx.summary.applied,
-                    duration_s=time.monotonic() - ctx.started_mono)
+                extra = ctx.summary.extra
+                rolled = extra.get("rolled_back")
+                tracking.record_run(ctx.lock_conn, ctx.settings, tracking.RunRecord(
+                    run_id=ctx.run_id, command=ctx.command, started=ctx.started_utc,
+                    outcome=ctx.summary.outcome, exit_code=exit_code,
+                    applied=ctx.summary.applied, duration_s=time.monotonic() - ctx.started_mono,
+                    phase=ctx.settings.phase if ctx.command in PIPELINE else None,
+                    backup=ctx.summary.backup,
+                    reverted=[r["id"] for r in rolled] if rolled is not None else None,
+                    undoes=extra.get("undoes", {}).get("run_id"),
+                    message=ctx.summary.message))
     except Exception as exc:
         ctx.log.warning("run_history.not_recorded", error=redact.scrub(str(exc)))
 
@@ -201,12 +209,38 @@ def _flat(details: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in details.items() if k not in {"problems"}}
 
 
-def require_confirmation(yes: bool, what: str, stdin_tty: bool) -> None:
-    """CONTRACT: changing commands need --yes; without it, ask on a TTY, refuse otherwise."""
+def require_confirmation(yes: bool, what: str, stdin_tty: bool,
+                         details: Sequence[str] = ()) -> None:
+    """CONTRACT: changing commands need --yes; without it, ask on a TTY, refuse otherwise.
+
+    ``details`` (the database, exactly what will change) are shown above the question."""
+    import sys
+
     if yes:
         return
     if not stdin_tty:
         raise ConfigError(f"{what}: refusing without --yes (stdin is not a terminal)")
-    answer = input(f"{what}. Type 'yes' to continue: ")
+    # The prompt goes to stderr with the logs: stdout stays for results.
+    for line in details:
+        print(line, file=sys.stderr)
+    print(f"{what}. Type 'yes' to continue: ", end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline()
     if answer.strip().lower() != "yes":
         raise ConfigError(f"{what}: not confirmed")
+
+
+@dataclass(frozen=True)
+class Confirm:
+    """Confirmation for commands that can only say what will change once they have looked:
+    ``check_possible`` refuses at once (before connecting) when no one could answer; calling it
+    later shows the details and asks."""
+
+    yes: bool
+    stdin_tty: bool
+
+    def check_possible(self, what: str) -> None:
+        if not self.yes and not self.stdin_tty:
+            raise ConfigError(f"{what}: refusing without --yes (stdin is not a terminal)")
+
+    def __call__(self, what: str, details: Sequence[str] = ()) -> None:
+        require_confirmation(self.yes, what, self.stdin_tty, details)

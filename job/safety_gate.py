@@ -100,7 +100,8 @@ def render_plan(data: dict[str, Any], fmt: str) -> str:
         lines.append("nothing pending")
     for p in data["pending"]:
         tx = "transactional" if p["transactional"] else "NON-transactional"
-        lines.append(f"would apply  {p['id']}  ({p['statements']} statement(s), {tx})")
+        phase = f"{p['phase']}, " if p.get("phase") else ""
+        lines.append(f"would apply  {p['id']}  ({phase}{p['statements']} statement(s), {tx})")
     for f in findings:
         tag = "BLOCKING" if (f["rule"], f["migration"], f["line"]) in blocking else f["severity"]
         approved = f" [approved: {f['approved_by']}]" if f.get("approved_by") else ""

@@ -92,6 +92,9 @@ class Settings:
     lock_retries: int = 5
     statement_timeout: float = 0.0
     tx_mode: str = "each"
+    # Which migrations `run`/`exec` apply: `pre` (before the new version starts), `post` (after
+    # it is live: the contract steps of expand/contract) or `all` (docs/rollout.md).
+    phase: str = "all"
     allow_destructive: bool = False
     backup: str = "none"
     backup_keep: int = 0
@@ -140,6 +143,7 @@ def _spec() -> list[tuple[str, str, Any]]:
         ("MIGRATE_STATEMENT_TIMEOUT", "statement_timeout", dur),
         ("MIGRATE_TX_MODE", "tx_mode", lambda v, n: _choice(v, n, ("each", "all"))),
         ("MIGRATE_ALLOW_DESTRUCTIVE", "allow_destructive", _bool),
+        ("MIGRATE_PHASE", "phase", lambda v, n: _choice(v, n, ("pre", "post", "all"))),
         ("MIGRATE_BACKUP", "backup", None),
         ("MIGRATE_BACKUP_KEEP", "backup_keep", _int),
         ("MIGRATE_BACKUP_VERIFY", "backup_verify",

@@ -194,6 +194,7 @@ def ensure_tables(conn: psycopg.Connection[Any]) -> None:
     """Create or upgrade the tracking tables. Call only while holding the migration lock."""
     yoyo_exists, ours_exists = tables_exist(conn)
     if yoyo_exists and ours_exists:
+        ensure_run_columns(conn)
         return
     if not yoyo_exists:
         _check_create_privilege(conn)
@@ -213,6 +214,7 @@ def ensure_tables(conn: psycopg.Connection[Any]) -> None:
             "ON CONFLICT DO NOTHING",
             (YOYO_SCHEMA_VERSION, now_utc()),
         )
+    ensure_run_columns(conn)
 
 
 def _check_create_privilege(conn: psycopg.Connection[Any]) -> None:
@@ -268,14 +270,63 @@ def adopt(conn: psycopg.Connection[Any], settings: Settings, migrations: Sequenc
             )
 
 
-def record_run(conn: psycopg.Connection[Any], settings: Settings, *, run_id: str, command: str,
-               started: datetime, outcome: str, exit_code: int, applied: list[dict[str, Any]],
-               duration_s: float) -> None:
+# Columns added to _migrate_job_run after its first release; a database created by an older
+# job (or restored from an older backup) gets them on the next run, under the lock.
+RUN_COLUMNS = {
+    "phase": "TEXT",  # pre | post | all (run, exec)
+    "backup_uri": "TEXT",  # the backup this run took, for `undo --restore`
+    "backup_sha256": "TEXT",
+    "backup_bytes": "BIGINT",
+    "reverted": "JSONB",  # ids rolled back by rollback/undo
+    "undoes": "UUID",  # the run an undo reverted
+    "message": "TEXT",  # why it failed, shortened
+}
+
+
+def ensure_run_columns(conn: psycopg.Connection[Any]) -> None:
+    """Add the newer run-history columns. Call only while holding the migration lock."""
+    rows = conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass('_migrate_job_run') "
+        "AND attnum > 0 AND NOT attisdropped").fetchall()
+    present = {r[0] for r in rows}
+    if not present:
+        return
+    missing = [name for name in RUN_COLUMNS if name not in present]
+    if missing:
+        with conn.transaction():
+            conn.execute("ALTER TABLE _migrate_job_run " + ", ".join(
+                f"ADD COLUMN IF NOT EXISTS {name} {RUN_COLUMNS[name]}" for name in missing))
+
+
+@dataclass
+class RunRecord:
+    """One row of _migrate_job_run, as the edge writes it after every recorded command."""
+
+    run_id: str
+    command: str
+    started: datetime
+    outcome: str
+    exit_code: int
+    applied: list[dict[str, Any]]
+    duration_s: float
+    phase: str | None = None
+    backup: dict[str, Any] | None = None
+    reverted: list[str] | None = None
+    undoes: str | None = None
+    message: str | None = None
+
+
+def record_run(conn: psycopg.Connection[Any], settings: Settings, run: RunRecord) -> None:
+    ensure_run_columns(conn)
+    backup = run.backup or {}
     conn.execute(
         "INSERT INTO _migrate_job_run (id, command, started_at_utc, finished_at_utc, outcome, "
-        "exit_code, applied, username, hostname, job_version, image, duration_ms) VALUES "
-        "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (run_id, command, started, now_utc(), outcome, exit_code, json.dumps(applied),
-         settings.user, settings.hostname, __version__, settings.image,
-         int(duration_s * 1000)),
+        "exit_code, applied, username, hostname, job_version, image, duration_ms, phase, "
+        "backup_uri, backup_sha256, backup_bytes, reverted, undoes, message) VALUES "
+        "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (run.run_id, run.command, run.started, now_utc(), run.outcome, run.exit_code,
+         json.dumps(run.applied), settings.user, settings.hostname, __version__, settings.image,
+         int(run.duration_s * 1000), run.phase, backup.get("uri"), backup.get("sha256"),
+         backup.get("bytes"), json.dumps(run.reverted) if run.reverted is not None else None,
+         run.undoes, (run.message or "")[:1000] or None),
     )

@@ -48,6 +48,17 @@ and an unchanged deploy must be the same Job (nothing re-runs).
 {{- end -}}
 {{- end -}}
 
+{{/* The post-deploy Job: the pre Job's name with `-post` (before the hash in plain-Job mode). */}}
+{{- define "migrate-job.postJobName" -}}
+{{- $full := include "migrate-job.fullname" . -}}
+{{- if .Values.hooks.enabled -}}
+{{- printf "%s-post" ($full | trunc 58 | trimSuffix "-") -}}
+{{- else -}}
+{{- $hash := printf "post|%s|%s" (include "migrate-job.image" .) (toJson .Values) | sha256sum | trunc 8 -}}
+{{- printf "%s-post-%s" ($full | trunc 49 | trimSuffix "-") $hash -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "migrate-job.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "migrate-job.fullname" .) .Values.serviceAccount.name -}}
@@ -70,26 +81,44 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
 {{/*
-Hook annotations for a resource the Job depends on, or for the Job itself (weight 0).
+Hook annotations for a resource the Jobs depend on, or for a Job itself.
 A pre-install hook runs before the release's ordinary resources exist, so the ServiceAccount
 (-10) and the ConfigMap/Secret (-5) are hooks too; otherwise the first install never gets a pod.
 `before-hook-creation` lets the next upgrade re-create them; `hook-succeeded` cleans up after a
 success; a failed Job and what it used stay for `kubectl logs` (no `hook-failed`).
+With postDeploy.enabled the dependencies are also post-install,post-upgrade hooks: Helm deleted
+them after the pre phase succeeded, and the post Job needs them again (same weights).
 Argo CD maps Helm hooks itself but ignores them once any Argo hook annotation is present, so in
-Argo mode every one of these resources carries Argo's own annotations.
-Usage: include "migrate-job.hookAnnotations" (dict "root" $ "weight" "-10")
+Argo mode every one of these resources carries Argo's own annotations (PostSync for the post).
+Usage: include "migrate-job.hookAnnotations" (dict "root" $ "weight" "-10")        dependency
+       include "migrate-job.hookAnnotations" (dict "root" $ "weight" "0" "phase" "pre")  a Job
 */}}
 {{- define "migrate-job.hookAnnotations" -}}
 {{- $v := .root.Values -}}
+{{- $phase := .phase | default "" -}}
+{{- $helm := list -}}
+{{- $argo := list -}}
+{{- if ne $phase "post" -}}
+{{- $helm = concat $helm (list "pre-install" "pre-upgrade") -}}
+{{- $argo = append $argo "PreSync" -}}
+{{- end -}}
+{{- if or (eq $phase "post") (and (eq $phase "") $v.postDeploy.enabled) -}}
+{{- $helm = concat $helm (list "post-install" "post-upgrade") -}}
+{{- $argo = append $argo "PostSync" -}}
+{{- end -}}
 {{- if $v.hooks.enabled }}
-helm.sh/hook: pre-install,pre-upgrade
+helm.sh/hook: {{ join "," $helm }}
 helm.sh/hook-weight: {{ .weight | quote }}
-helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+helm.sh/hook-delete-policy: {{ ternary $v.postDeploy.hookDeletePolicy "before-hook-creation,hook-succeeded" (eq $phase "post") }}
 {{- end }}
 {{- if $v.argo.enabled }}
-argocd.argoproj.io/hook: PreSync
+argocd.argoproj.io/hook: {{ join "," $argo }}
 argocd.argoproj.io/hook-delete-policy: {{ $v.argo.hookDeletePolicy }}
 argocd.argoproj.io/sync-wave: {{ .weight | quote }}
+{{- else if and (eq $phase "post") (not $v.hooks.enabled) -}}
+{{- if not (kindIs "invalid" $v.postDeploy.syncWave) }}
+argocd.argoproj.io/sync-wave: {{ $v.postDeploy.syncWave | toString | quote }}
+{{- end }}
 {{- else if not (kindIs "invalid" $v.argo.syncWave) }}
 argocd.argoproj.io/sync-wave: {{ $v.argo.syncWave | toString | quote }}
 {{- end }}
@@ -121,6 +150,16 @@ Refuse values that would only fail inside the cluster, after Helm has waited for
 {{- $budget := add $v.job.activeDeadlineSeconds $v.pod.terminationGracePeriodSeconds -}}
 {{- if ge (int $budget) (int $v.hooks.helmTimeoutSeconds) -}}
 {{- fail (printf "job.activeDeadlineSeconds (%v) + pod.terminationGracePeriodSeconds (%v) must be below hooks.helmTimeoutSeconds (%v, the --timeout you give Helm): otherwise Helm gives up before the Job reports why it failed" $v.job.activeDeadlineSeconds $v.pod.terminationGracePeriodSeconds $v.hooks.helmTimeoutSeconds) -}}
+{{- end -}}
+{{- end -}}
+{{- if $v.postDeploy.enabled -}}
+{{- if $v.hooks.enabled -}}
+{{- $budget := add $v.postDeploy.activeDeadlineSeconds $v.pod.terminationGracePeriodSeconds -}}
+{{- if ge (int $budget) (int $v.hooks.helmTimeoutSeconds) -}}
+{{- fail (printf "postDeploy.activeDeadlineSeconds (%v) + pod.terminationGracePeriodSeconds (%v) must be below hooks.helmTimeoutSeconds (%v, the --timeout you give Helm): Helm waits for the post-install/post-upgrade hook with the same timeout" $v.postDeploy.activeDeadlineSeconds $v.pod.terminationGracePeriodSeconds $v.hooks.helmTimeoutSeconds) -}}
+{{- end -}}
+{{- else if and (not $v.argo.enabled) (kindIs "invalid" $v.postDeploy.syncWave) -}}
+{{- fail "postDeploy.enabled without Helm hooks (hooks.enabled=false) or Argo CD hooks (argo.enabled) needs postDeploy.syncWave, a sync wave after the application's: otherwise the post Job would run while the old version still serves traffic" -}}
 {{- end -}}
 {{- end -}}
 {{- if and $db.url $db.existingSecret.name -}}
