@@ -110,6 +110,7 @@ def test_json_report_schema() -> None:
         "blocking",
         "approved",
         "stale_approvals",
+        "by_rule",
     }
     f = next(x for x in data["findings"] if x["rule"] == "DL02")
     assert set(f) == {
@@ -129,6 +130,7 @@ def test_json_report_schema() -> None:
         "rows",
         "total_bytes",
         "statement",
+        "data",
     }
     assert (f["blocking"], f["line"], f["table"], f["category"]) == (True, 3, "orders", "data-loss")
     assert data["approvals"][0]["reason"] == "audit moved to the warehouse"
