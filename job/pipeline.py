@@ -8,6 +8,7 @@ database -> lock -> integrity -> plan -> safety gate -> backup -> apply -> verif
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,6 @@ from job import migrations, tracking
 from job.errors import (
     IntegrityRefusal,
     PendingMigrations,
-    SafetyRefusal,
     VerificationFailed,
 )
 
@@ -33,14 +33,20 @@ class Plan:
     integrity: tracking.Integrity
     pending: list[Migration] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, statements: dict[str, int] | None = None) -> dict[str, Any]:
+        """`statements`: counts per migration from the safety gate's parse (libpg_query), so
+        the plan never runs yoyo's much slower sqlparse splitter just to count."""
+        counts = statements or {}
         return {
             "applied": [{"id": r.id, "applied_at_utc": r.applied_at.isoformat()
                          if r.applied_at else None, "checksum_recorded": r.checksum is not None}
                         for r in self.state.applied],
             "pending": [{"id": m.id, "file": m.path, "transactional": m.transactional,
-                         "depends": sorted(m.depends), "statements": len(m.steps),
-                         "has_rollback": m.has_rollback, "checksum": m.checksum}
+                         "depends": sorted(m.depends),
+                         "statements": counts[m.id] if m.id in counts else len(m.steps),
+                         "has_rollback": (os.path.exists(m.rollback_path) if m.is_sql
+                                          else m.has_rollback),
+                         "checksum": m.checksum}
                         for m in self.pending],
             "changed": [{"id": i, "file": p} for i, p in self.integrity.changed],
             "unknown": list(self.integrity.unknown),
@@ -105,21 +111,18 @@ def refuse_on_integrity(ctx: Context, plan: Plan) -> None:
 
 
 def safety_gate(ctx: Context, plan: Plan, conn: psycopg.Connection[Any]) -> None:
-    from job.safety_gate import evaluate
+    from job.safety_gate import evaluate, refusal, summary_view
 
     report = evaluate(ctx.settings, plan.pending, conn, ctx.log)
-    if report is None:
-        return
-    ctx.summary.findings = [f for f in report.get("findings", [])]
-    blocking = report.get("blocking", [])
-    if blocking:
-        first = blocking[0]
-        raise SafetyRefusal(
-            f"{len(blocking)} unapproved dangerous finding(s); first: {first['rule']} in "
-            f"{first['path']}:{first['line']}: {first['message']}. Nothing was changed. Approve "
-            f"in the file with `-- migrate-job: approve {first['rule']} \"reason\"` or set "
-            "MIGRATE_ALLOW_DESTRUCTIVE=true for this deploy.",
-            blocking=blocking)
+    findings, counts, omitted = summary_view(report)
+    ctx.summary.findings = findings
+    if counts:
+        ctx.summary.extra["findings_by_rule"] = counts
+    if omitted:
+        ctx.summary.extra["findings_omitted"] = omitted
+    error = refusal(report, {m.id: m.transactional for m in plan.pending})
+    if error is not None:
+        raise error
 
 
 def take_backup_if_configured(ctx: Context, plan: Plan, conn: psycopg.Connection[Any]) -> None:
@@ -215,7 +218,7 @@ def _status_text(plan: Plan) -> str:
 
 
 def plan_command(ctx: Context, fmt: str) -> None:
-    from job.safety_gate import evaluate, render_plan
+    from job.safety_gate import evaluate, refusal, render_plan, summary_view
 
     found = migrations.read(ctx.settings.migrations_dir)
     conn = ctx.connect_admin(read_only=True)
@@ -223,12 +226,18 @@ def plan_command(ctx: Context, fmt: str) -> None:
         plan = make_plan(conn, found)
         safety = evaluate(ctx.settings, plan.pending, conn, ctx.log)
     ctx.summary.pending = [m.id for m in plan.pending]
-    data = plan.as_dict()
+    data = plan.as_dict(safety.pop("statements_by_migration", None))
     data["safety"] = safety
+    findings, counts, omitted = summary_view(safety)
+    ctx.summary.findings = findings
+    if counts:
+        ctx.summary.extra["findings_by_rule"] = counts
+    if omitted:
+        ctx.summary.extra["findings_omitted"] = omitted
     print(render_plan(data, fmt))
     if plan.integrity.changed:
         raise IntegrityRefusal("run would refuse: applied migration file(s) changed",
                                changed=data["changed"])
-    if safety and safety.get("blocking"):
-        raise SafetyRefusal(f"run would refuse: {len(safety['blocking'])} unapproved "
-                            "dangerous finding(s)", blocking=safety["blocking"])
+    error = refusal(safety, {m.id: m.transactional for m in plan.pending}, plan=True)
+    if error is not None:
+        raise error

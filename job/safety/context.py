@@ -174,9 +174,9 @@ class Context:
         if target and not self.is_new(target) and self.model.resolve(target).status != SYSTEM:
             self.segment.dml.append((st, target))
         if kind == "AlterTableStmt":
-            table = rel_name(n.get("relation"))
-            if table and not self.is_new(table):
-                self.segment.alters[table] = self.segment.alters.get(table, 0) + 1
+            altered = rel_name(n.get("relation"))
+            if altered and not self.is_new(altered):
+                self.segment.alters[altered] = self.segment.alters.get(altered, 0) + 1
         effects.apply(self.model, st)
         if not self.in_tx:
             self._end_segment(st.line)

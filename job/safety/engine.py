@@ -65,6 +65,7 @@ class _Raw:
     statement: str
     table: str | None = None
     subject: DataSubject | None = None
+    blocking: bool | None = None
 
 
 def analyze(
@@ -216,7 +217,7 @@ def _decide(report: Report, f: SqlFile, raw: list[_Raw], meta: dict[str, Rule],
             continue
         r = meta[h.rule]
         fired.add(h.rule)
-        blocking = r.blocking or h.rule in promoted
+        blocking = (r.blocking if h.blocking is None else h.blocking) or h.rule in promoted
         approved_by = None
         if h.rule in reasons:
             approved_by, blocking = reasons[h.rule].reason, False
@@ -261,7 +262,8 @@ def _run(
         for hit in fn(*args):
             line = hit.line or (st.line if st else 1)
             text = hit.statement if hit.statement is not None else (st.short() if st else "")
-            raw.append(_Raw(rule_id, hit.message, line, text, hit.table, hit.subject))
+            raw.append(_Raw(rule_id, hit.message, line, text, hit.table, hit.subject,
+                            hit.blocking))
     except Exception as exc:  # a rule bug becomes a visible finding, never a crashed deploy
         line = st.line if st else 1
         raw.append(_Raw("AN05", f"rule {rule_id} failed: {type(exc).__name__}: {exc}", line,

@@ -18,6 +18,7 @@ class Hit:
     line: int | None = None  # defaults to the statement's line
     subject: DataSubject | None = None  # data-loss: what would be lost, for the data probe
     statement: str | None = None  # defaults to the statement being checked (finish() rules)
+    blocking: bool | None = None  # overrides the rule's `blocking` for this hit
 
 
 class Rule:

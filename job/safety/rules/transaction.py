@@ -108,7 +108,8 @@ class TransactionNesting(Transaction):
                     "migration is no longer atomic"
                     if kind in ("TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK")
                     else ""
-                )
+                ),
+                blocking=True,  # `run` refuses it before anything runs (exit 2)
             )
         elif kind in ("TRANS_STMT_BEGIN", "TRANS_STMT_START") and ctx.explicit_tx_line is not None:
             yield Hit(f"BEGIN while the BEGIN at line {ctx.explicit_tx_line} is still open")
