@@ -67,7 +67,8 @@ def run(ctx: Context) -> None:
     refuse_on_integrity(ctx, plan)
     if plan.integrity.unverified:
         tracking.adopt(conn, settings, plan.integrity.unverified)
-        log.info("integrity.adopted", migrations=[m.id for m in plan.integrity.unverified],
+        log.info("integrity.adopted", migrations=[m.id for m in plan.integrity.unverified][:50],
+                 count=len(plan.integrity.unverified),
                  reason="applied without a content checksum (e.g. by the yoyo CLI); "
                         "recording the current file's checksum")
     ctx.summary.pending = [m.id for m in plan.pending]
@@ -76,7 +77,7 @@ def run(ctx: Context) -> None:
     if not plan.pending:
         log.info("run.nothing_pending", applied=len(plan.state.applied))
         return
-    log.info("run.plan", pending=ctx.summary.pending)
+    log.info("run.plan", pending=ctx.summary.pending[:50], count=len(ctx.summary.pending))
     safety_gate(ctx, plan, conn)
     take_backup_if_configured(ctx, plan, conn)
     apply(ctx, plan)

@@ -94,8 +94,10 @@ def _table_elements(model: Catalog, table: str, elts: list[Node]) -> tuple[
             cols[body["colname"]] = column_of(body, "new")
             for con in constraints(body):
                 if con.get("contype") == "CONSTR_CHECK":
-                    checks[con.get("conname") or f"{table}_{body['colname']}_check{n}"] = Check(
-                        True, (), (body["colname"],))
+                    name_ = con.get("conname") or f"{_base(table)}_{body['colname']}_check"
+                    checks[name_] = check_of(con, True)
+                    if not checks[name_].columns:
+                        checks[name_] = Check(True, (), (body["colname"],))
         elif name == "Constraint":
             _constraint(cols, checks, others, body, table, validated=True, index=n)
     return cols, checks, others
@@ -104,9 +106,12 @@ def _table_elements(model: Catalog, table: str, elts: list[Node]) -> tuple[
 def _constraint(cols: dict[str, Column], checks: dict[str, Check], others: dict[str, str],
                 con: Node, table: str, validated: bool, index: int = 0) -> None:
     contype = con.get("contype", "")
-    name = con.get("conname") or f"{table}_unnamed{index}_{contype.lower()}"
+    name = con.get("conname") or f"{_base(table)}_{index}_{contype[7:].lower()}"
     if contype == "CONSTR_CHECK":
-        checks[name] = check_of(con, validated)
+        check = check_of(con, validated)
+        if not con.get("conname") and check.columns:  # PostgreSQL's own naming
+            name = f"{_base(table)}_{check.columns[0]}_check"
+        checks[name] = check
     else:
         others[name] = contype
     if contype in ("CONSTR_PRIMARY", "CONSTR_NOTNULL") and validated:
@@ -114,6 +119,10 @@ def _constraint(cols: dict[str, Column], checks: dict[str, Check], others: dict[
             c = cols.get(key)
             if c is not None:
                 c.notnull = True
+
+
+def _base(name: str) -> str:
+    return name.rpartition(".")[2]
 
 
 def apply(model: Catalog, st: Statement) -> None:
@@ -370,8 +379,8 @@ def _alter_table(model: Catalog, n: Node) -> None:
                 obj.columns[colname].db_name = colname
             for con in constraints(d):
                 if con.get("contype") == "CONSTR_CHECK":
-                    obj.checks[con.get("conname") or f"{table}_{colname}_check"] = Check(
-                        True, (), (colname,))
+                    obj.checks[con.get("conname") or f"{_base(table)}_{colname}_check"] = Check(
+                        True, tuple(not_null_columns(con.get("raw_expr"))), (colname,))
         elif sub == "AT_DropColumn":
             obj.columns.pop(name, None)
             for cname in [k for k, ch in obj.checks.items() if name in ch.columns]:
