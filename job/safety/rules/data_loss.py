@@ -219,8 +219,10 @@ class CascadeDrop(DataLoss):
                      if ns is None or not ctx.is_new_object(n, ns)]
             if names:
                 kind = OBJECT_WORDS.get(rtype, rtype.replace("OBJECT_", "").lower())
+                data = (" (columns of that type go with their data)"
+                        if rtype in ("OBJECT_TYPE", "OBJECT_DOMAIN", "OBJECT_EXTENSION") else "")
                 yield Hit(f"DROP {kind.upper()} {', '.join(names)} CASCADE drops every "
-                          f"dependent object (columns of a dropped type go with their data)")
+                          f"dependent object{data}")
         elif st.kind == "DropOwnedStmt":
             yield Hit("DROP OWNED drops every object the role owns")
         elif st.kind == "AlterTableStmt":
