@@ -9,8 +9,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from job.safety.context import Context, RunState
 from job.safety.catalog import Catalog
+from job.safety.context import Context, RunState
 from job.safety.model import SafetyConfig
 from job.safety.parser import parse_file
 from job.safety.rules.transaction import non_transactional
