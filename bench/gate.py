@@ -12,6 +12,7 @@ Run: .venv/bin/python bench/gate.py [--count 500] [--no-corpus]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -44,10 +45,8 @@ def events(stderr: str) -> list[dict]:
     out = []
     for line in stderr.splitlines():
         if line.startswith("{"):
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 out.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
     return out
 
 
