@@ -29,11 +29,13 @@ typecheck: install
 	$(BIN)/mypy job
 
 # Tools the tests need that are not Python packages: Azurite (npm) for Azure Blob backups,
-# node-pg-migrate, knex, TypeORM and dbmate (npm, pinned) for the import tests, PgBouncer
-# (Debian) for the transaction-pooling refusal.
+# node-pg-migrate, knex, TypeORM and dbmate (npm, pinned) for the import tests, the pinned
+# real-world migration histories (PyPI/npm packages) the safety gate's corpus test replays,
+# PgBouncer (Debian) for the transaction-pooling refusal.
 test-tools: install
 	tests/backup/install_azurite.sh
 	tests/adopt/install_tools.sh
+	tests/corpora/install.sh
 	@test -x /usr/sbin/pgbouncer || command -v pgbouncer >/dev/null || \
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgbouncer; }
 
@@ -52,6 +54,7 @@ podman-setup:
 bench: install
 	$(BIN)/python bench/apply.py
 	$(BIN)/python bench/lint.py
+	$(BIN)/python bench/gate.py
 	$(BIN)/python bench/backup.py
 	$(BIN)/python bench/adopt.py
 

@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", dest="fmt", action="store_const", const="json")
     p.add_argument("--markdown", dest="fmt", action="store_const", const="markdown")
     p.add_argument("--pg-version", type=int, default=None, help="server major version, e.g. 16")
+    p.add_argument("--assume-applied", default=None, metavar="ID",
+                   help="treat the migrations up to ID (run order) as applied already")
     p = sub.add_parser("new", parents=[common], help="create a migration and its rollback")
     p.add_argument("name")
     p = sub.add_parser("rollback", parents=[common], help="roll back the last applied migrations")
@@ -246,7 +248,9 @@ def _lint(ctx: Any, args: argparse.Namespace) -> None:
     from job.safety import lint_main
 
     code = lint_main(args.paths, fmt=args.fmt, pg_version=args.pg_version,
-                     config_dir=ctx.settings.config_dir)
+                     config_dir=ctx.settings.config_dir, lock_timeout=ctx.settings.lock_timeout,
+                     statement_timeout=ctx.settings.statement_timeout,
+                     assume_applied=args.assume_applied)
     if code == 6:
         raise SafetyRefusal("lint: unapproved dangerous findings")
     if code == 2:

@@ -8,6 +8,7 @@ database -> lock -> integrity -> plan -> safety gate -> backup -> apply -> verif
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,6 @@ from job import migrations, tracking
 from job.errors import (
     IntegrityRefusal,
     PendingMigrations,
-    SafetyRefusal,
     VerificationFailed,
 )
 
@@ -45,7 +45,10 @@ class Plan:
         self.pending, self.deferred, self.phase = selection.to_apply, selection.deferred, phase
         return self
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, statements: dict[str, int] | None = None) -> dict[str, Any]:
+        """`statements`: counts per migration from the safety gate's parse (libpg_query), so
+        the plan never runs yoyo's much slower sqlparse splitter just to count."""
+        counts = statements or {}
         return {
             "applied": [{"id": r.id, "applied_at_utc": r.applied_at.isoformat()
                          if r.applied_at else None, "checksum_recorded": r.checksum is not None}
@@ -53,8 +56,11 @@ class Plan:
             "phase": self.phase,
             "pending": [{"id": m.id, "file": m.path, "phase": m.phase,
                          "transactional": m.transactional,
-                         "depends": sorted(m.depends), "statements": len(m.steps),
-                         "has_rollback": m.has_rollback, "checksum": m.checksum}
+                         "depends": sorted(m.depends),
+                         "statements": counts[m.id] if m.id in counts else len(m.steps),
+                         "has_rollback": (os.path.exists(m.rollback_path) if m.is_sql
+                                          else m.has_rollback),
+                         "checksum": m.checksum}
                         for m in self.pending],
             "deferred": [{"id": m.id, "file": m.path, "phase": m.phase} for m in self.deferred],
             "changed": [{"id": i, "file": p} for i, p in self.integrity.changed],
@@ -79,7 +85,8 @@ def run(ctx: Context) -> None:
     plan.select_phase(settings.phase)
     if plan.integrity.unverified:
         tracking.adopt(conn, settings, plan.integrity.unverified)
-        log.info("integrity.adopted", migrations=[m.id for m in plan.integrity.unverified],
+        log.info("integrity.adopted", migrations=[m.id for m in plan.integrity.unverified][:50],
+                 count=len(plan.integrity.unverified),
                  reason="applied without a content checksum (e.g. by the yoyo CLI); "
                         "recording the current file's checksum")
     for row in plan.state.applied:
@@ -88,7 +95,8 @@ def run(ctx: Context) -> None:
     if not plan.pending:
         log.info("run.nothing_pending", applied=len(plan.state.applied), phase=plan.phase)
         return
-    log.info("run.plan", pending=[m.id for m in plan.pending], phase=plan.phase)
+    log.info("run.plan", pending=[m.id for m in plan.pending][:50], count=len(plan.pending),
+             phase=plan.phase)
     safety_gate(ctx, plan, conn)
     take_backup_if_configured(ctx, plan, conn)
     apply(ctx, plan)
@@ -137,24 +145,21 @@ def refuse_on_integrity(ctx: Context, plan: Plan) -> None:
 
 
 def safety_gate(ctx: Context, plan: Plan, conn: psycopg.Connection[Any]) -> None:
-    from job.safety_gate import evaluate
+    from job.safety_gate import evaluate, refusal, summary_view
 
     report = evaluate(ctx.settings, plan.pending, conn, ctx.log)
-    if report is None:
-        return
     from job.rollout_gate import log_phase_hints
 
     log_phase_hints(ctx.log, report, plan.pending)
-    ctx.summary.findings = [f for f in report.get("findings", [])]
-    blocking = report.get("blocking", [])
-    if blocking:
-        first = blocking[0]
-        raise SafetyRefusal(
-            f"{len(blocking)} unapproved dangerous finding(s); first: {first['rule']} in "
-            f"{first['path']}:{first['line']}: {first['message']}. Nothing was changed. Approve "
-            f"in the file with `-- migrate-job: approve {first['rule']} \"reason\"` or set "
-            "MIGRATE_ALLOW_DESTRUCTIVE=true for this deploy.",
-            blocking=blocking)
+    findings, counts, omitted = summary_view(report)
+    ctx.summary.findings = findings
+    if counts:
+        ctx.summary.extra["findings_by_rule"] = counts
+    if omitted:
+        ctx.summary.extra["findings_omitted"] = omitted
+    error = refusal(report, {m.id: m.transactional for m in plan.pending})
+    if error is not None:
+        raise error
 
 
 def take_backup_if_configured(ctx: Context, plan: Plan, conn: psycopg.Connection[Any]) -> None:
@@ -253,7 +258,7 @@ def _status_text(plan: Plan) -> str:
 
 def plan_command(ctx: Context, fmt: str) -> None:
     from job.rollout_gate import phase_hints, render_hints
-    from job.safety_gate import evaluate, render_plan
+    from job.safety_gate import evaluate, refusal, render_plan, summary_view
 
     found = migrations.read(ctx.settings.migrations_dir)
     conn = ctx.connect_admin(read_only=True)
@@ -262,11 +267,17 @@ def plan_command(ctx: Context, fmt: str) -> None:
         ctx.summary.pending = [m.id for m in plan.pending]
         plan.select_phase(ctx.settings.phase)
         safety = evaluate(ctx.settings, plan.pending, conn, ctx.log)
-    data = plan.as_dict()
+    data = plan.as_dict(safety.pop("statements_by_migration", None))
     data["safety"] = safety
     hints = phase_hints(safety, plan.pending)
     if hints:
         data["phase_hints"] = hints
+    findings, counts, omitted = summary_view(safety)
+    ctx.summary.findings = findings
+    if counts:
+        ctx.summary.extra["findings_by_rule"] = counts
+    if omitted:
+        ctx.summary.extra["findings_omitted"] = omitted
     text = render_plan(data, fmt)
     if fmt == "text":
         text = "\n".join([f"phase: {plan.phase}", text, *render_hints(hints),
@@ -275,9 +286,9 @@ def plan_command(ctx: Context, fmt: str) -> None:
     if plan.integrity.changed:
         raise IntegrityRefusal("run would refuse: applied migration file(s) changed",
                                changed=data["changed"])
-    if safety and safety.get("blocking"):
-        raise SafetyRefusal(f"run would refuse: {len(safety['blocking'])} unapproved "
-                            "dangerous finding(s)", blocking=safety["blocking"])
+    error = refusal(safety, {m.id: m.transactional for m in plan.pending}, plan=True)
+    if error is not None:
+        raise error
 
 
 def _deferred_lines(plan: Plan) -> list[str]:

@@ -13,6 +13,9 @@ from typing import Any
 from job import __version__, redact
 
 TERMINATION_LIMIT = 4000
+# One log event stays under Docker's 16 KiB line split (CloudWatch caps an event at 256 KiB);
+# the logger adds a timestamp and level around the fields.
+LOG_LINE_LIMIT = 15000
 
 
 @dataclass
@@ -50,6 +53,36 @@ class Summary:
             data["findings"] = self.findings
         data.update(self.extra)
         return redact.scrub_obj(data)
+
+
+def _size(data: Any) -> int:
+    return len(json.dumps(data, default=str, separators=(",", ":")).encode("utf-8"))
+
+
+def fit_log_line(summary: dict[str, Any], limit: int = LOG_LINE_LIMIT) -> dict[str, Any]:
+    """The summary as one bounded log event: long lists keep their first items and say how
+    many there were (`applied_total`, ...); `plan --json` and the run history have the rest."""
+    if _size(summary) <= limit:
+        return summary
+    data = dict(summary)
+    for key in ("findings", "findings_by_rule", "applied", "pending"):
+        items = data.get(key)
+        if not items or _size(data) <= limit:
+            continue
+        total = len(items)
+        keep = total
+        while keep > 0 and _size(data) > limit:
+            keep //= 2
+            data[key] = (list(items)[:keep] if isinstance(items, list)
+                         else dict(list(items.items())[:keep]))
+            data[f"{key}_total"] = total
+    if _size(data) > limit and data.get("error"):
+        data["error"] = {k: data["error"].get(k) for k in
+                         ("migration", "file", "line", "sqlstate", "blocking_total")
+                         if k in data["error"]}
+    if _size(data) > limit and data.get("message"):
+        data["message"] = str(data["message"])[:2000]
+    return data
 
 
 def termination_json(summary: dict[str, Any]) -> str:

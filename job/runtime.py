@@ -166,7 +166,7 @@ def execute(settings: Settings, command: str, body: Callable[[Context], None]) -
     ctx.close()
     ctx.summary.duration_s = time.monotonic() - ctx.started_mono
     data = ctx.summary.as_dict()
-    log.info("migrate.summary", **data)
+    log.info("migrate.summary", **report.fit_log_line(data))
     if command in DEPLOY_REPORTED:
         report.write_termination_log(settings.termination_log, data, log)
         report.write_github_summary(settings.github_step_summary, data, log)

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .model import SafetyConfig
+from . import effects
+from .catalog import EXISTING, REL, SYSTEM, Catalog, Ref
+from .model import DataSubject, SafetyConfig
 from .parser import Statement
 from .tree import (
     Node,
-    TypeInfo,
-    base_name,
-    constraints,
-    def_elem_names,
+    option_on,
     rel_name,
     strings,
-    type_info,
     unwrap,
     walk,
 )
@@ -37,23 +35,6 @@ LOCK_NAMES = {
 
 
 @dataclass
-class Column:
-    type: TypeInfo | None
-    generated: str = ""  # "s" stored, "v" virtual, "" plain
-
-
-@dataclass
-class Schema:
-    """Columns of tables created by the files analysed so far (all migrations of this run), so
-    a later type change can be judged; an unknown table means 'cannot be decided offline'."""
-
-    tables: dict[str, dict[str, Column]] = field(default_factory=dict)
-
-    def column(self, table: str, col: str) -> Column | None:
-        return self.tables.get(base_name(table), {}).get(col)
-
-
-@dataclass
 class Segment:
     """One transaction: the whole file when the job wraps it, else BEGIN..COMMIT."""
 
@@ -66,6 +47,19 @@ class Segment:
 
 
 @dataclass
+class RunState:
+    """What lasts from one migration of the run to the next: the model of the target, the
+    session's timeouts, once-per-run reports."""
+
+    model: Catalog
+    # The job's own session settings (seconds, 0 = none): migrate-job sets them on every
+    # migration session, so statements it runs are covered (LK17/LK18 stay quiet).
+    lock_timeout: float = 0.0
+    statement_timeout: float = 0.0
+    reported: set[str] = field(default_factory=set)
+
+
+@dataclass
 class Context:
     migration: str
     path: str
@@ -74,29 +68,76 @@ class Context:
     version_known: bool
     version_exact: bool  # from the server itself (minor version meaningful)
     config: SafetyConfig
-    schema: Schema
-    created_tables: set[str] = field(default_factory=set)
-    created_indexes: set[str] = field(default_factory=set)
-    created_objects: set[str] = field(default_factory=set)
+    run: RunState
+    rollback_script: bool = False  # a *.rollback.sql file
     explicit_tx_line: int | None = None  # line of an open BEGIN
     lock_timeout_set: bool = False
     statement_timeout_set: bool = False
-    lk17_reported: bool = False
-    lk18_reported: bool = False
     segment: Segment = field(default_factory=Segment)
     finished_segments: list[Segment] = field(default_factory=list)
-    # constraint name -> (table, contype, columns it proves NOT NULL)
-    constraints: dict[str, tuple[str, str, tuple[str, ...]]] = field(default_factory=dict)
-    not_valid: set[str] = field(default_factory=set)
-    notnull_checks: set[tuple[str, str]] = field(default_factory=set)  # validated (table, col)
     reported: set[str] = field(default_factory=set)  # once-per-file/segment rules mark here
+    undo: bool = False  # the file can ROLLBACK: the model keeps what it needs to undo
+
+    def __post_init__(self) -> None:
+        self.lock_timeout_set = self.run.lock_timeout > 0
+        self.statement_timeout_set = self.run.statement_timeout > 0
+        if self.transactional and self.undo:
+            self.model.begin()
+
+    @property
+    def model(self) -> Catalog:
+        return self.run.model
 
     @property
     def in_tx(self) -> bool:
         return self.transactional or self.explicit_tx_line is not None
 
+    def ref(self, name: str | None, ns: str = REL) -> Ref:
+        return self.model.resolve(name, ns)
+
     def is_new(self, table: str | None) -> bool:
-        return table is not None and base_name(table) in self.created_tables
+        """Created by the run (or absent from the target): no traffic, no data from before."""
+        return table is not None and self.model.resolve(table).fresh
+
+    def is_new_object(self, name: str | None, ns: str = REL) -> bool:
+        return name is not None and self.model.resolve(name, ns).fresh
+
+    def label(self, table: str | None) -> str:
+        """'existing table orders' only when it exists in the database, else 'table orders'."""
+        ref = self.model.resolve(table)
+        shown = table or "?"
+        return f"existing table {shown}" if ref.status == EXISTING else f"table {shown}"
+
+    def rows_subject(self, table: str | None) -> DataSubject | None:
+        """What DROP/TRUNCATE/DELETE of this table loses, when it exists in the database."""
+        ref = self.model.resolve(table)
+        obj = ref.obj
+        if ref.status != EXISTING or obj is None or not obj.db_name:
+            return None
+        if obj.kind not in ("table", "partitioned"):
+            return None
+        return DataSubject("rows", obj.db_name, label=table or obj.db_name)
+
+    def values_subject(self, table: str | None, col: str) -> DataSubject | None:
+        """What DROP COLUMN / a lossy type change loses: the column's non-null values."""
+        ref, obj = self.model.table(table)
+        if ref.status != EXISTING or obj is None or not obj.db_name:
+            return None
+        if obj.kind not in ("table", "partitioned"):
+            return None
+        c = (obj.columns or {}).get(col)
+        if c is None or c.origin != EXISTING:
+            return None
+        return DataSubject("values", obj.db_name, column=c.db_name or col,
+                           label=f"{table}.{col}", notnull=c.notnull)
+
+    def constraint_kind(self, table: str, name: str) -> str | None:
+        _, obj = self.model.table(table)
+        if obj is None:
+            return None
+        if name in (obj.checks or {}):
+            return "CONSTR_CHECK"
+        return obj.constraints.get(name)
 
     def pg(self, major: int) -> bool:
         """Server is at least this major version."""
@@ -117,32 +158,10 @@ class Context:
         if kind == "VariableSetStmt":
             self._setting(n)
         elif kind == "SelectStmt":
-            for name, body in walk(n):
+            for name, body in walk(n.get("targetList")):
                 if name == "FuncCall" and strings(body.get("funcname"))[-1:] == ["set_config"]:
                     self._set_config(body)
-        if kind == "CreateStmt" and not n.get("if_not_exists"):
-            table = rel_name(n.get("relation"))
-            if table:
-                self.created_tables.add(base_name(table))
-                self._record_columns(table, n.get("tableElts", []))
-        elif kind == "CreateTableAsStmt" and not n.get("if_not_exists"):
-            table = rel_name((n.get("into") or {}).get("rel"))
-            if table:
-                self.created_tables.add(base_name(table))
-        elif kind == "IndexStmt" and n.get("idxname"):
-            self.created_indexes.add(n["idxname"])
-        elif kind in (
-            "ViewStmt",
-            "CreateFunctionStmt",
-            "CreateSeqStmt",
-            "CreateEnumStmt",
-            "CompositeTypeStmt",
-            "CreateDomainStmt",
-        ):
-            for name in _created_names(kind, n):
-                self.created_objects.add(name)
-        elif kind == "AlterTableStmt":
-            self._alter_table(n)
+        # Locks and DML are judged against the model *before* this statement changes it.
         for table, mode in statement_locks(st):
             if self.is_new(table):
                 continue
@@ -152,21 +171,39 @@ class Context:
         if is_ddl(kind):
             self.segment.ddl = True
         target = dml_target(st)
-        if target and not self.is_new(target):
+        if target and not self.is_new(target) and self.model.resolve(target).status != SYSTEM:
             self.segment.dml.append((st, target))
         if kind == "AlterTableStmt":
-            table = rel_name(n.get("relation"))
-            if table and not self.is_new(table):
-                self.segment.alters[table] = self.segment.alters.get(table, 0) + 1
+            altered = rel_name(n.get("relation"))
+            if altered and not self.is_new(altered):
+                self.segment.alters[altered] = self.segment.alters.get(altered, 0) + 1
+        effects.apply(self.model, st)
         if not self.in_tx:
             self._end_segment(st.line)
+
+    def finish(self) -> None:
+        """End of file: the job commits its transaction (the model keeps what it learnt)."""
+        while self.model.in_transaction:
+            self.model.commit()
 
     def _transaction(self, kind: str, line: int) -> None:
         if kind in ("TRANS_STMT_BEGIN", "TRANS_STMT_START"):
             if self.explicit_tx_line is None:
                 if not self.transactional:
                     self._end_segment(line)
+                    if self.undo:
+                        self.model.begin()
                 self.explicit_tx_line = line
+        elif kind == "TRANS_STMT_SAVEPOINT":
+            if self.undo and self.model.in_transaction:
+                self.model.begin()
+        elif kind == "TRANS_STMT_RELEASE":
+            if self.undo and self.model.in_transaction:
+                self.model.commit()
+        elif kind == "TRANS_STMT_ROLLBACK_TO":
+            if self.undo and self.model.in_transaction:
+                self.model.rollback()
+                self.model.begin()
         elif kind in (
             "TRANS_STMT_COMMIT",
             "TRANS_STMT_ROLLBACK",
@@ -174,6 +211,12 @@ class Context:
             "TRANS_STMT_PREPARE",
             "TRANS_STMT_ROLLBACK_PREPARED",
         ):
+            if self.undo:
+                while self.model.in_transaction:
+                    if kind == "TRANS_STMT_ROLLBACK":
+                        self.model.rollback()
+                    else:
+                        self.model.commit()
             self.explicit_tx_line = None
             self._end_segment(line)
             self.lock_timeout_set = self.lock_timeout_set and not self._local_timeouts
@@ -207,57 +250,23 @@ class Context:
             elif name == "statement_timeout":
                 self.statement_timeout_set = True
 
-    def _record_columns(self, table: str, elts: list[Node]) -> None:
-        cols = self.schema.tables.setdefault(base_name(table), {})
-        for elt in elts or []:
-            name, body = unwrap(elt)
-            if name == "ColumnDef" and body.get("colname"):
-                cols[body["colname"]] = _column(body)
-            elif name == "Constraint":
-                self._record_constraint(table, body, validated=True)
+    def not_null_proven(self, table: str, col: str) -> bool:
+        """A validated CHECK (col IS NOT NULL) exists (in the database or made by the run), or
+        the column is NOT NULL already: SET NOT NULL needs no scan (PostgreSQL 12+)."""
+        _, obj = self.model.table(table)
+        if obj is None:
+            return False
+        column = (obj.columns or {}).get(col)
+        if column is not None and column.notnull:
+            return True
+        return any(ch.validated and col in ch.not_null for ch in (obj.checks or {}).values())
 
-    def _record_constraint(self, table: str, con: Node, validated: bool) -> None:
-        contype = con.get("contype", "")
-        cols: tuple[str, ...] = ()
-        if contype == "CONSTR_CHECK":
-            cols = tuple(_not_null_columns(con.get("raw_expr")))
-        elif contype in ("CONSTR_NOTNULL", "CONSTR_PRIMARY"):
-            cols = tuple(strings(con.get("keys")))
-        name = con.get("conname")
-        if name:
-            self.constraints[name] = (table, contype, cols)
-            if not validated:
-                self.not_valid.add(name)
-        if validated:
-            for col in cols:
-                self.notnull_checks.add((base_name(table), col))
-
-    def _alter_table(self, n: Node) -> None:
-        table = rel_name(n.get("relation"))
-        if not table:
-            return
-        cols = self.schema.tables.get(base_name(table))
-        for cmd in n.get("cmds", []):
-            _, c = unwrap(cmd)
-            sub = c.get("subtype", "")
-            dname, d = unwrap(c.get("def"))
-            if sub == "AT_AddColumn" and dname == "ColumnDef" and cols is not None:
-                cols[d.get("colname", "")] = _column(d)
-            elif sub == "AT_DropColumn" and cols is not None:
-                cols.pop(c.get("name", ""), None)
-            elif sub == "AT_AlterColumnType" and dname == "ColumnDef" and cols is not None:
-                col = cols.get(c.get("name", ""))
-                if col is not None:
-                    col.type = type_info(d.get("typeName"))
-            elif sub == "AT_AddConstraint" and dname == "Constraint":
-                self._record_constraint(table, d, validated=not d.get("skip_validation"))
-            elif sub == "AT_ValidateConstraint":
-                name = c.get("name", "")
-                known = self.constraints.get(name)
-                self.not_valid.discard(name)
-                if known:
-                    for proven in known[2]:
-                        self.notnull_checks.add((base_name(known[0]), proven))
+    def checks_on(self, table: str, col: str) -> list[str]:
+        """Names of CHECK constraints that read this column (known from the model)."""
+        _, obj = self.model.table(table)
+        if obj is None:
+            return []
+        return sorted(name for name, ch in (obj.checks or {}).items() if col in ch.columns)
 
 
 def _zero(args: list[Node] | None) -> bool:
@@ -269,49 +278,6 @@ def _zero(args: list[Node] | None) -> bool:
             sval = (body.get("sval") or {}).get("sval", "")
             return sval.strip() in ("0", "0s", "0ms", "")
     return False
-
-
-def _column(column_def: Node) -> Column:
-    generated = ""
-    for con in constraints(column_def):
-        if con.get("contype") == "CONSTR_GENERATED":
-            generated = con.get("generated_kind", "s")
-    return Column(type_info(column_def.get("typeName")), generated)
-
-
-def _not_null_columns(expr: Node | None) -> list[str]:
-    """Columns that `CHECK (a IS NOT NULL [AND b IS NOT NULL])` proves non-null."""
-    kind, body = unwrap(expr)
-    if kind == "NullTest" and body.get("nulltesttype") == "IS_NOT_NULL":
-        akind, arg = unwrap(body.get("arg"))
-        if akind == "ColumnRef":
-            fields = strings(arg.get("fields"))
-            return fields[-1:] if fields else []
-    if kind == "BoolExpr" and body.get("boolop") == "AND_EXPR":
-        out: list[str] = []
-        for a in body.get("args", []):
-            out.extend(_not_null_columns(a))
-        return out
-    return []
-
-
-def _created_names(kind: str, n: Node) -> list[str]:
-    if kind == "ViewStmt":
-        name = rel_name(n.get("view"))
-        return [base_name(name)] if name else []
-    if kind == "CreateFunctionStmt":
-        return strings(n.get("funcname"))[-1:]
-    if kind == "CreateSeqStmt":
-        name = rel_name(n.get("sequence"))
-        return [base_name(name)] if name else []
-    if kind in ("CreateEnumStmt",):
-        return strings(n.get("typeName"))[-1:]
-    if kind == "CompositeTypeStmt":
-        name = rel_name(n.get("typevar"))
-        return [base_name(name)] if name else []
-    if kind == "CreateDomainStmt":
-        return strings(n.get("domainname"))[-1:]
-    return []
 
 
 _DDL_KINDS = {
@@ -445,7 +411,7 @@ def statement_locks(st: Statement) -> list[tuple[str, int]]:
     if kind == "ClusterStmt":
         t = rel_name(n.get("relation"))
         return [(t, ACCESS_EXCLUSIVE)] if t else []
-    if kind == "VacuumStmt" and "full" in def_elem_names(n.get("options")):
+    if kind == "VacuumStmt" and option_on(n.get("options"), "full"):
         out = []
         for r in n.get("rels", []):
             _, vr = unwrap(r)
@@ -453,7 +419,7 @@ def statement_locks(st: Statement) -> list[tuple[str, int]]:
             if t:
                 out.append((t, ACCESS_EXCLUSIVE))
         return out
-    if kind == "ReindexStmt" and "concurrently" not in def_elem_names(n.get("params")):
+    if kind == "ReindexStmt" and not option_on(n.get("params"), "concurrently"):
         t = rel_name(n.get("relation"))
         if t and n.get("kind") == "REINDEX_OBJECT_TABLE":
             return [(t, SHARE)]

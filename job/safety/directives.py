@@ -72,3 +72,31 @@ def is_transactional(text: str) -> bool:
         elif not _COMMENT_OR_EMPTY.match(line):
             break
     return value.lower() != "false"
+
+
+def declared_transactional(text: str) -> bool | None:
+    """The `-- transactional:` a file declares in its leading comments, None if it has none."""
+    value = None
+    for line in text.splitlines():
+        m = _YOYO_DIRECTIVE.match(line)
+        if m:
+            if m.group(1) == "transactional":
+                value = m.group(2).strip().lower() != "false"
+        elif not _COMMENT_OR_EMPTY.match(line):
+            break
+    return value
+
+
+def declared_line(text: str) -> int:
+    for number, line in enumerate(text.splitlines(), start=1):
+        m = _YOYO_DIRECTIVE.match(line)
+        if m and m.group(1) == "transactional":
+            return number
+    return 1
+
+
+def rollback_mode_message(declared: bool, used: bool) -> str:
+    mode = "in a transaction" if used else "without a transaction"
+    return (f"this rollback script declares `-- transactional: {'true' if declared else 'false'}`"
+            f", but yoyo runs a rollback in its up migration's mode: {mode}; move the directive "
+            "to the up file (or split the migration)")

@@ -4,20 +4,37 @@ block, which are approved, which approvals are stale. Formatting is report.py's 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from .context import Context, Schema
-from .directives import ApprovalLine
+from .catalog import EXISTING, NEW, Catalog, CatalogSource
+from .context import Context, RunState
+from .directives import (
+    ApprovalLine,
+    declared_line,
+    declared_transactional,
+    rollback_mode_message,
+)
 from .directives import approvals as read_approvals
-from .model import Approval, Finding, Report, SafetyConfig, SqlFile, StatsProvider, TableStats
+from .model import (
+    Approval,
+    DataProbe,
+    DataSubject,
+    Finding,
+    Report,
+    SafetyConfig,
+    SqlFile,
+    StatsProvider,
+    TableStats,
+)
 from .parser import Statement, parse_file
 from .rules.base import Hit, Rule
 
 # lint without --pg-version: the oldest PostgreSQL major still supported by the community.
 ASSUMED_VERSION = 140000
 DESTRUCTIVE_SWITCH = "MIGRATE_ALLOW_DESTRUCTIVE=true"
-Raw = list[tuple[str, str, int, str, str | None]]  # rule, message, line, statement, table
 
 
 def normalize_version(v: int | None) -> int | None:
@@ -40,6 +57,17 @@ def expand_ids(items: Iterable[str]) -> set[str]:
     return out
 
 
+@dataclass
+class _Raw:
+    rule: str
+    message: str
+    line: int
+    statement: str
+    table: str | None = None
+    subject: DataSubject | None = None
+    blocking: bool | None = None
+
+
 def analyze(
     files: Sequence[SqlFile],
     *,
@@ -47,9 +75,25 @@ def analyze(
     stats: StatsProvider | None,
     config: SafetyConfig,
     allow_destructive: bool = False,
+    catalog: CatalogSource | None = None,
+    probe: DataProbe | None = None,
+    lock_timeout: float = 0.0,
+    statement_timeout: float = 0.0,
+    applied: Sequence[SqlFile] = (),
 ) -> Report:
+    """Analyse `files` as ONE run, in the order given (the order `run` applies them).
+
+    `catalog` seeds the model of the target (connected: objects not in it are absent); without
+    it an object no file creates is unknown (it may exist and hold data). `probe` decides
+    whether a data-loss finding can lose data. `lock_timeout`/`statement_timeout` are the
+    job's own session settings (seconds, 0 = none) under which it runs every statement.
+    Rollback scripts (`SqlFile.rollback`) are analysed after every up, newest first, as a full
+    `rollback` would run them. `applied` migrations are assumed to be in the target already:
+    they seed the model (their objects exist and may hold data) and are not reported.
+    """
     from .rules import RULES
 
+    started = time.perf_counter()
     if server_version_num is not None:
         version, source = normalize_version(server_version_num) or ASSUMED_VERSION, "server"
     elif config.pg_version is not None:
@@ -77,9 +121,18 @@ def analyze(
         pg_version_source=source,
         allow_destructive=allow_destructive,
     )
-    schema = Schema()
-    for f in files:
+    run = RunState(Catalog(catalog), lock_timeout=lock_timeout,
+                   statement_timeout=statement_timeout)
+    _seed(run.model, applied)
+    ups = [f for f in files if not f.rollback]
+    rollbacks = [f for f in files if f.rollback]
+    order = ups + list(reversed(rollbacks))
+    for f in order:
         report.files += 1
+        parsed = parse_file(f.text)
+        if not f.rollback:
+            report.statements_by_migration[f.id] = len(parsed.statements)
+        report.statements += len(parsed.statements)
         ctx = Context(
             migration=f.id,
             path=f.path,
@@ -88,82 +141,118 @@ def analyze(
             version_known=source != "assumed",
             version_exact=source == "server",
             config=config,
-            schema=schema,
+            run=run,
+            rollback_script=f.rollback,
+            undo=_can_roll_back(parsed.statements),
         )
-        raw: Raw = []  # rule, message, line, statement, table
-        parsed = parse_file(f.text)
-        report.statements += len(parsed.statements)
+        raw: list[_Raw] = []
         for p in parsed.problems:
-            raw.append((p.rule, p.message, p.line, "", None))
+            raw.append(_Raw(p.rule, p.message, p.line, ""))
+        if f.rollback:
+            declared = declared_transactional(f.text)
+            if declared is not None and declared != f.transactional:
+                raw.append(_Raw("AN06", rollback_mode_message(declared, f.transactional),
+                                declared_line(f.text), ""))
         for st in parsed.statements:
             for rule in (*by_kind.get(st.kind, ()), *every):
                 _run(raw, rule.id, rule.check, (st, ctx), st)
             try:
                 ctx.observe(st)
             except Exception as exc:  # a bug must not take the deploy down with it
-                raw.append(
-                    (
-                        "AN05",
-                        f"context update failed ({type(exc).__name__}: {exc})",
-                        st.line,
-                        st.short(),
-                        None,
-                    )
-                )
+                raw.append(_Raw("AN05", f"context update failed ({type(exc).__name__}: {exc})",
+                                st.line, st.short()))
         for rule in enabled:
             _run(raw, rule.id, rule.finish, (ctx,), None)
-
-        approved, bad = read_approvals(f.text, known_ids)
-        for b in bad:
-            raw.append(("AN04", b.message, b.line, "", None))
-        reasons: dict[str, ApprovalLine] = {}
-        for a in approved:
-            reasons.setdefault(a.rule, a)
-        fired: set[str] = set()
-        for rule_id, message, line, snippet, table in raw:
-            if rule_id in ignored:
-                continue
-            r = meta[rule_id]
-            fired.add(rule_id)
-            blocking = r.blocking or rule_id in promoted
-            approved_by = None
-            if rule_id in reasons:
-                approved_by, blocking = reasons[rule_id].reason, False
-            elif allow_destructive and r.category == "data-loss":
-                approved_by, blocking = DESTRUCTIVE_SWITCH, False
-            report.findings.append(
-                Finding(
-                    rule=rule_id,
-                    name=r.name,
-                    category=r.category,
-                    severity=r.severity,
-                    migration=f.id,
-                    path=f.path,
-                    line=line,
-                    message=message,
-                    safe_alternative=r.safe_alternative,
-                    blocking=blocking,
-                    approved_by=approved_by,
-                    table=table,
-                    lock=r.lock or None,
-                    statement=snippet,
-                )
-            )
-        for rule_id, a in reasons.items():
-            record = Approval(f.id, f.path, a.line, rule_id, a.reason)
-            (report.approvals if rule_id in fired else report.stale_approvals).append(record)
-        for a in approved:
-            if reasons[a.rule] is not a:  # a second approval of the same rule is stale by itself
-                report.stale_approvals.append(Approval(f.id, f.path, a.line, a.rule, a.reason))
-    position = {f.id: i for i, f in reversed(list(enumerate(files)))}
-    report.findings.sort(key=lambda x: (position.get(x.migration, len(files)), x.line, x.rule))
+        ctx.finish()
+        _decide(report, f, raw, meta, known_ids, ignored, promoted, allow_destructive)
+    position = {f.id + (".rollback" if f.rollback else ""): i
+                for i, f in reversed(list(enumerate(order)))}
+    report.findings.sort(key=lambda x: (position.get(_key(x), len(order)), x.line, x.rule))
+    if probe is not None:
+        _probe(report, probe)
     if stats is not None:
         _add_sizes(report, stats)
+    report.duration_s = time.perf_counter() - started
     return report
 
 
+def _seed(model: Catalog, applied: Sequence[SqlFile]) -> None:
+    from . import effects
+
+    model.new_origin = EXISTING
+    try:
+        for f in applied:
+            if f.rollback:
+                continue
+            for st in parse_file(f.text).statements:
+                try:
+                    effects.apply(model, st)
+                except Exception:  # noqa: S112 - a seed we cannot read only makes it less exact
+                    continue
+    finally:
+        model.new_origin = NEW
+
+
+def _key(f: Finding) -> str:
+    return f.migration + (".rollback" if f.path.endswith(".rollback.sql") else "")
+
+
+def _can_roll_back(statements: Sequence[Statement]) -> bool:
+    return any(st.kind == "TransactionStmt" and st.node.get("kind") in (
+        "TRANS_STMT_ROLLBACK", "TRANS_STMT_ROLLBACK_TO") for st in statements)
+
+
+def _decide(report: Report, f: SqlFile, raw: list[_Raw], meta: dict[str, Rule],
+            known_ids: set[str], ignored: set[str], promoted: set[str],
+            allow_destructive: bool) -> None:
+    approved, bad = read_approvals(f.text, known_ids)
+    for b in bad:
+        raw.append(_Raw("AN04", b.message, b.line, ""))
+    reasons: dict[str, ApprovalLine] = {}
+    for a in approved:
+        reasons.setdefault(a.rule, a)
+    fired: set[str] = set()
+    for h in raw:
+        if h.rule in ignored:
+            continue
+        r = meta[h.rule]
+        fired.add(h.rule)
+        blocking = (r.blocking if h.blocking is None else h.blocking) or h.rule in promoted
+        approved_by = None
+        if h.rule in reasons:
+            approved_by, blocking = reasons[h.rule].reason, False
+        elif allow_destructive and r.category == "data-loss":
+            approved_by, blocking = DESTRUCTIVE_SWITCH, False
+        report.findings.append(
+            Finding(
+                rule=h.rule,
+                name=r.name,
+                category=r.category,
+                severity=r.severity,
+                migration=f.id,
+                path=f.path,
+                line=h.line,
+                message=h.message,
+                safe_alternative=r.safe_alternative,
+                blocking=blocking,
+                approved_by=approved_by,
+                table=h.table,
+                lock=r.lock or None,
+                statement=h.statement,
+                data=None if h.subject is None else "unknown",
+                subject=h.subject,
+            )
+        )
+    for rule_id, a in reasons.items():
+        record = Approval(f.id, f.path, a.line, rule_id, a.reason)
+        (report.approvals if rule_id in fired else report.stale_approvals).append(record)
+    for a in approved:
+        if reasons[a.rule] is not a:  # a second approval of the same rule is stale by itself
+            report.stale_approvals.append(Approval(f.id, f.path, a.line, a.rule, a.reason))
+
+
 def _run(
-    raw: Raw,
+    raw: list[_Raw],
     rule_id: str,
     fn: Callable[..., Iterable[Hit]],
     args: tuple[Any, ...],
@@ -172,18 +261,38 @@ def _run(
     try:
         for hit in fn(*args):
             line = hit.line or (st.line if st else 1)
-            raw.append((rule_id, hit.message, line, st.short() if st else "", hit.table))
+            text = hit.statement if hit.statement is not None else (st.short() if st else "")
+            raw.append(_Raw(rule_id, hit.message, line, text, hit.table, hit.subject,
+                            hit.blocking))
     except Exception as exc:  # a rule bug becomes a visible finding, never a crashed deploy
         line = st.line if st else 1
-        raw.append(
-            (
-                "AN05",
-                f"rule {rule_id} failed: {type(exc).__name__}: {exc}",
-                line,
-                st.short() if st else "",
-                None,
-            )
-        )
+        raw.append(_Raw("AN05", f"rule {rule_id} failed: {type(exc).__name__}: {exc}", line,
+                        st.short() if st else ""))
+
+
+def _probe(report: Report, probe: DataProbe) -> None:
+    """Data-aware blocking: a data-loss finding blocks only when there is data to lose.
+
+    Only unapproved blocking findings with a subject are probed (the subject exists in the
+    database); a probe that cannot tell leaves the finding blocking, as without a database."""
+    answers: dict[DataSubject, tuple[bool | None, str]] = {}
+    out = []
+    for f in report.findings:
+        if f.subject is None or not f.blocking or f.category != "data-loss":
+            out.append(f)
+            continue
+        if f.subject not in answers:
+            answers[f.subject] = probe.has_data(f.subject)
+        has, detail = answers[f.subject]
+        if has is False:
+            out.append(dataclasses.replace(f, blocking=False, data="empty",
+                                           message=f"{f.message}; {detail}: not blocking"))
+        elif has is True:
+            out.append(dataclasses.replace(f, data="rows", message=f"{f.message}; {detail}"))
+        else:
+            out.append(dataclasses.replace(
+                f, data="unknown", message=f"{f.message}; {detail}: blocking to be safe"))
+    report.findings = out
 
 
 def _add_sizes(report: Report, stats: StatsProvider) -> None:

@@ -25,7 +25,30 @@ class SqlFile:
     id: str  # migration id (file stem)
     path: str  # file path for reporting
     text: str  # full file text (directives included)
-    transactional: bool  # False when '-- transactional: false'
+    transactional: bool  # False when '-- transactional: false' (a rollback: its up file's mode)
+    rollback: bool = False  # a *.rollback.sql script (run by `rollback`, in the up's mode)
+
+
+@dataclass(frozen=True)
+class DataSubject:
+    """What a data-loss finding would destroy, named as it is in the database before the run,
+    so a probe can ask whether there is anything to lose."""
+
+    kind: str  # "rows": the table has a row; "values": the column holds a non-null value;
+    #            "sequence": the sequence was used; "schema": a table in it has a row
+    name: str  # schema.table, schema.sequence or schema
+    column: str | None = None
+    label: str = ""  # how the finding names it (the name as the migration writes it)
+    tables: tuple[str, ...] = ()  # "schema": the tables it holds
+    notnull: bool = False  # "values": the column is NOT NULL (a row means a value)
+
+
+class DataProbe(Protocol):
+    """Answers whether a data-loss finding can lose data: True (there is data), False (none),
+    None (could not tell: no privilege, lock not granted in time, too slow). Implementations
+    must be read-only and take at most ACCESS SHARE, never waiting long for it."""
+
+    def has_data(self, subject: DataSubject) -> tuple[bool | None, str]: ...
 
 
 @dataclass(frozen=True)
@@ -46,6 +69,8 @@ class Finding:
     rows: float | None = None  # pg_class.reltuples (None: unknown / never analysed)
     total_bytes: int | None = None  # pg_total_relation_size
     statement: str = ""  # the statement, shortened, for reviewers
+    data: str | None = None  # data-loss only: "rows" (data can be lost), "empty", "unknown"
+    subject: DataSubject | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,6 +90,7 @@ class Finding:
             "rows": self.rows,
             "total_bytes": self.total_bytes,
             "statement": self.statement,
+            "data": self.data,
         }
 
 
@@ -98,6 +124,8 @@ class Report:
     files: int = 0
     statements: int = 0
     allow_destructive: bool = False
+    statements_by_migration: dict[str, int] = field(default_factory=dict)  # ups only
+    duration_s: float = 0.0  # time the analysis took (parse, rules, probes)
 
     def blocking(self) -> list[Finding]:
         return [f for f in self.findings if f.blocking]
@@ -105,8 +133,10 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         """The stable, documented schema (docs/safety.md); only additive changes within v1."""
         counts = {s: 0 for s in SEVERITIES}
+        by_rule: dict[str, int] = {}
         for f in self.findings:
             counts[f.severity] = counts.get(f.severity, 0) + 1
+            by_rule[f.rule] = by_rule.get(f.rule, 0) + 1
         return {
             "schema": JSON_SCHEMA_ID,
             "pg_version": self.pg_version,
@@ -116,6 +146,7 @@ class Report:
             "statements": self.statements,
             "summary": {
                 **counts,
+                "by_rule": dict(sorted(by_rule.items())),
                 "findings": len(self.findings),
                 "blocking": len(self.blocking()),
                 "approved": sum(1 for f in self.findings if f.approved_by is not None),

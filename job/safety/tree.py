@@ -195,3 +195,28 @@ def columndefs_of(st: Any, type_changes: bool = False) -> Iterator[tuple[str, No
                 yield table, d
             elif type_changes and cmd.get("subtype") == "AT_AlterColumnType":
                 yield table, {**d, "colname": cmd.get("name", "")}
+
+
+_FALSE = {"false", "off", "0", "no"}
+
+
+def option_on(items: Any, name: str) -> bool:
+    """Whether an option list (`(CONCURRENTLY)`, `(FULL false)`, `(VERBOSE, FULL 0)`) switches
+    `name` on: a bare option is on; an explicit false/off/0/no is off."""
+    on = False
+    for item in items or []:
+        kind, body = unwrap(item)
+        if kind != "DefElem" or body.get("defname") != name:
+            continue
+        akind, arg = unwrap(body.get("arg"))
+        if not akind:
+            on = True
+        elif akind == "String":
+            on = str(arg.get("sval", "")).lower() not in _FALSE
+        elif akind == "Integer":
+            on = int(arg.get("ival", 0)) != 0
+        elif akind == "Boolean":
+            on = bool(arg.get("boolval"))
+        else:
+            on = True
+    return on

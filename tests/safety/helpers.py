@@ -16,17 +16,19 @@ def run(
     config: SafetyConfig | None = None,
     allow_destructive: bool = False,
 ) -> Report:
-    """Analyse `sql` as migration 0002 (after an optional 0001 `prelude`) on PostgreSQL `pg`."""
-    files = []
+    """Analyse `sql` as migration 0002 on PostgreSQL `pg`; an optional 0001 `prelude` is
+    assumed applied already (its tables exist in the target and may hold data)."""
+    applied = []
     if prelude is not None:
-        files.append(SqlFile("0001_prelude", "migrations/0001_prelude.sql", prelude, True))
-    files.append(SqlFile("0002_case", "migrations/0002_case.sql", sql, transactional))
+        applied.append(SqlFile("0001_prelude", "migrations/0001_prelude.sql", prelude, True))
+    files = [SqlFile("0002_case", "migrations/0002_case.sql", sql, transactional)]
     return analyze(
         files,
         server_version_num=pg * 10000 + 1 if pg is not None else None,
         stats=None,
         config=config or SafetyConfig(enable=ALL_OPT_IN),
         allow_destructive=allow_destructive,
+        applied=applied,
     )
 
 

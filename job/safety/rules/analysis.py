@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from ..context import Context
 from ..parser import Statement
-from ..tree import strings, unwrap
+from ..tree import rel_name, strings, unwrap
 from .base import Hit, Rule, rule
 
 
@@ -81,3 +81,36 @@ class AnalyserError(Analysis):
         "analysed."
     )
     safe_alternative = "Report the bug with the statement; review the statement by hand."
+
+
+@rule
+class RollbackDirective(Analysis):
+    id, name = "AN06", "rollback-transaction-directive"
+    severity = "warning"
+    summary = (
+        "A rollback script declares its own `-- transactional:`, which yoyo ignores: a rollback "
+        "runs in its up migration's mode."
+    )
+    safe_alternative = (
+        "Declare the mode in the up file; split the migration if up and rollback need different "
+        "modes."
+    )
+
+
+@rule
+class CatalogWrite(Analysis):
+    id, name = "AN07", "system-catalog-write"
+    severity = "warning"
+    summary = (
+        "INSERT/UPDATE/DELETE on a system catalog (pg_catalog): bypasses every check "
+        "PostgreSQL makes, and is not a data migration of the application's tables."
+    )
+    safe_alternative = "Use the DDL that changes the same thing (ALTER INDEX, ALTER TABLE ...)."
+    statement_kinds = frozenset({"UpdateStmt", "DeleteStmt", "InsertStmt", "MergeStmt"})
+
+    def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
+        table = rel_name(st.node.get("relation"))
+        if table and ctx.ref(table).status == "system":
+            verb = st.kind[:-4].upper()
+            yield Hit(f"{verb} on system catalog {table}: a direct catalog write (not checked "
+                      "as a data migration)")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..context import Context
+from ..model import DataSubject
 from ..parser import Statement
 
 
@@ -15,6 +16,9 @@ class Hit:
     message: str
     table: str | None = None  # relation whose size makes this matter (gets the stats suffix)
     line: int | None = None  # defaults to the statement's line
+    subject: DataSubject | None = None  # data-loss: what would be lost, for the data probe
+    statement: str | None = None  # defaults to the statement being checked (finish() rules)
+    blocking: bool | None = None  # overrides the rule's `blocking` for this hit
 
 
 class Rule:

@@ -5,19 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ..catalog import ABSENT, EXT, FUNC, NEW, REL, TYPE
 from ..context import Context
 from ..parser import Statement
 from ..tree import (
-    base_name,
     columndefs_of,
     contypes,
     object_names,
     rel_name,
     strings,
     type_info,
+    unwrap,
     walk,
 )
 from .base import Hit, Rule, rule
+from .data_loss import _NAMESPACE, OBJECT_WORDS
 from .util import alter_cmds, table_cmds
 
 
@@ -64,7 +66,7 @@ class RenameTable(Compat):
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
         if st.node.get("renameType") in _TABLE_LIKE:
             table = rel_name(st.node.get("relation"))
-            if not ctx.is_new(table) and base_name(table or "") not in ctx.created_objects:
+            if not ctx.is_new(table):
                 yield Hit(f"RENAME {table} TO {st.node.get('newname')}", table=table)
 
 
@@ -97,12 +99,17 @@ class RenameOther(Compat):
         table = rel_name(st.node.get("relation"))
         if table and ctx.is_new(table):
             return
-        old = (
-            st.node.get("subname")
-            or table
-            or ".".join(object_names({"objects": [st.node.get("object")]}))
-        )
-        yield Hit(f"RENAME {rtype.replace('OBJECT_', '')} {old} TO {st.node.get('newname')}")
+        obj_name = ".".join(object_names({"objects": [st.node.get("object")]}))
+        ns = _NAMESPACE.get(rtype)
+        if ns is not None and obj_name and ctx.is_new_object(obj_name, ns):
+            return
+        if rtype == "OBJECT_SCHEMA" and ctx.model.schema_status(st.node.get("subname", "")) in (
+                NEW, ABSENT):
+            return
+        old = st.node.get("subname") or table or obj_name
+        word = OBJECT_WORDS.get(rtype, rtype.replace("OBJECT_", "").lower()).upper()
+        on = f" on {table}" if table and st.node.get("subname") else ""
+        yield Hit(f"RENAME {word} {old}{on} TO {st.node.get('newname')}")
 
 
 @rule
@@ -165,13 +172,17 @@ class DropNonTable(Compat):
         rtype = st.node.get("removeType", "")
         if rtype not in _NON_TABLE:
             return
-        names = [
-            n
-            for n in object_names(st.node)
-            if base_name(n) not in ctx.created_objects and base_name(n) not in ctx.created_indexes
-        ]
+        ns = _NAMESPACE.get(rtype)
+        names = []
+        for n in object_names(st.node):
+            if ns is not None and ctx.is_new_object(n, ns):
+                continue
+            if ns is None and "." in n and ctx.is_new(n.rpartition(".")[0]):
+                continue  # a trigger/policy/rule on a table this run created
+            names.append(n)
         if names:
-            yield Hit(f"DROP {rtype.replace('OBJECT_', '')} {', '.join(names)}")
+            word = OBJECT_WORDS.get(rtype, rtype.replace("OBJECT_", "").lower()).upper()
+            yield Hit(f"DROP {word} {', '.join(names)}")
 
 
 @rule
@@ -201,11 +212,13 @@ class SetSchema(Compat):
         table = rel_name(st.node.get("relation"))
         if table and ctx.is_new(table):
             return
+        otype = st.node.get("objectType", "")
         what = table or ".".join(object_names({"objects": [st.node.get("object")]}))
-        yield Hit(
-            f"{st.node.get('objectType', '').replace('OBJECT_', '')} {what} SET SCHEMA "
-            f"{st.node.get('newschema')}"
-        )
+        ns = _NAMESPACE.get(otype)
+        if not table and ns is not None and ctx.is_new_object(what, ns):
+            return
+        word = OBJECT_WORDS.get(otype, otype.replace("OBJECT_", "").lower()).upper()
+        yield Hit(f"ALTER {word} {what} SET SCHEMA {st.node.get('newschema')}")
 
 
 @rule
@@ -220,8 +233,11 @@ class IdentitySequence(Compat):
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
         if st.kind == "AlterSeqStmt":
             seq = rel_name(st.node.get("sequence"))
-            if base_name(seq or "") not in ctx.created_objects:
-                yield Hit(f"ALTER SEQUENCE {seq}")
+            options = {unwrap(o)[1].get("defname") for o in st.node.get("options", []) or []}
+            if options <= {"owned_by"}:
+                return  # OWNED BY only ties the sequence's life to a column
+            if not ctx.is_new_object(seq):
+                yield Hit(f"ALTER SEQUENCE {seq} changes the values writers get")
         elif st.kind == "SelectStmt":
             for name, body in walk(st.node):
                 if name == "FuncCall" and strings(body.get("funcname"))[-1:] == ["setval"]:
@@ -234,7 +250,10 @@ class IdentitySequence(Compat):
                     "AT_SetIdentity",
                     "AT_DropIdentity",
                 ) and not ctx.is_new(cmd.table):
-                    yield Hit(f"{cmd.subtype[3:]} on {cmd.table}.{cmd.name}", table=cmd.table)
+                    what = {"AT_AddIdentity": "ADD GENERATED .. AS IDENTITY",
+                            "AT_SetIdentity": "SET identity options",
+                            "AT_DropIdentity": "DROP IDENTITY"}[cmd.subtype]
+                    yield Hit(f"{what} on {cmd.table}.{cmd.name}", table=cmd.table)
 
 
 @rule
@@ -254,19 +273,21 @@ class GeneratedExpression(Compat):
                 continue
             need = 13 if cmd.subtype == "AT_DropExpression" else 17
             note = "" if ctx.pg(need) else f" (needs PostgreSQL {need}+, {ctx.version_text})"
-            yield Hit(f"{cmd.subtype[3:]} on {cmd.table}.{cmd.name}{note}", table=cmd.table)
+            what = "DROP EXPRESSION" if cmd.subtype == "AT_DropExpression" else "SET EXPRESSION"
+            yield Hit(f"{what} on {cmd.table}.{cmd.name}{note}", table=cmd.table)
 
 
-_TRIGGER_SWITCHES = {
-    "AT_DisableTrig",
-    "AT_DisableTrigAll",
-    "AT_DisableTrigUser",
-    "AT_DisableRule",
-    "AT_EnableReplicaTrig",
-    "AT_EnableAlwaysTrig",
-    "AT_EnableReplicaRule",
-    "AT_EnableAlwaysRule",
+_SWITCH_WORDS = {
+    "AT_DisableTrig": "DISABLE TRIGGER {name}",
+    "AT_DisableTrigAll": "DISABLE TRIGGER ALL",
+    "AT_DisableTrigUser": "DISABLE TRIGGER USER",
+    "AT_DisableRule": "DISABLE RULE {name}",
+    "AT_EnableReplicaTrig": "ENABLE REPLICA TRIGGER {name}",
+    "AT_EnableAlwaysTrig": "ENABLE ALWAYS TRIGGER {name}",
+    "AT_EnableReplicaRule": "ENABLE REPLICA RULE {name}",
+    "AT_EnableAlwaysRule": "ENABLE ALWAYS RULE {name}",
 }
+_TRIGGER_SWITCHES = set(_SWITCH_WORDS)
 
 
 @rule
@@ -288,10 +309,8 @@ class DisableTrigger(Compat):
                     if cmd.subtype == "AT_DisableTrigAll"
                     else ""
                 )
-                yield Hit(
-                    f"{cmd.subtype[3:]} {cmd.name} on {cmd.table}{extra}".replace("  ", " "),
-                    table=cmd.table,
-                )
+                what = _SWITCH_WORDS[cmd.subtype].format(name=cmd.name or "").strip()
+                yield Hit(f"{what} on {cmd.table}{extra}", table=cmd.table)
 
 
 @rule
@@ -311,16 +330,23 @@ class ReplaceViewFunction(Compat):
             name = ".".join(strings(st.node.get("funcname")))
         else:
             name = st.node.get("trigname", "")
-        if base_name(name or "") in ctx.created_objects:
+        ns = {"ViewStmt": REL, "CreateFunctionStmt": FUNC}.get(st.kind)
+        if ns is not None and ctx.ref(name, ns).status in (NEW, ABSENT):
+            return  # nothing running uses what this run created (or what does not exist yet)
+        if st.kind == "CreateTrigStmt" and ctx.is_new(rel_name(st.node.get("relation"))):
             return
-        yield Hit(f"CREATE OR REPLACE {st.kind.replace('Stmt', '').replace('Create', '')} {name}")
+        word = {"ViewStmt": "VIEW", "CreateFunctionStmt": "FUNCTION",
+                "CreateTrigStmt": "TRIGGER"}[st.kind]
+        if st.kind == "CreateFunctionStmt" and st.node.get("is_procedure"):
+            word = "PROCEDURE"
+        yield Hit(f"CREATE OR REPLACE {word} {name}")
 
 
 _RLS = {
-    "AT_EnableRowSecurity",
-    "AT_DisableRowSecurity",
-    "AT_ForceRowSecurity",
-    "AT_NoForceRowSecurity",
+    "AT_EnableRowSecurity": "ENABLE ROW LEVEL SECURITY",
+    "AT_DisableRowSecurity": "DISABLE ROW LEVEL SECURITY",
+    "AT_ForceRowSecurity": "FORCE ROW LEVEL SECURITY",
+    "AT_NoForceRowSecurity": "NO FORCE ROW LEVEL SECURITY",
 }
 
 
@@ -370,9 +396,12 @@ class PrivilegeSecurity(Compat):
                 if ctx.is_new(cmd.table):
                     continue
                 if cmd.subtype in _RLS:
-                    yield Hit(f"{cmd.subtype[3:]} on {cmd.table}", table=cmd.table)
-                elif cmd.subtype == "AT_SetRelOptions" and cmd.objtype == "OBJECT_VIEW":
-                    yield Hit(f"ALTER VIEW {cmd.table} SET (...) changes view security options")
+                    yield Hit(f"{_RLS[cmd.subtype]} on {cmd.table}", table=cmd.table)
+                elif cmd.subtype in ("AT_SetRelOptions", "AT_ResetRelOptions") and (
+                        cmd.objtype == "OBJECT_VIEW"):
+                    verb = "SET" if cmd.subtype == "AT_SetRelOptions" else "RESET"
+                    yield Hit(f"ALTER VIEW {cmd.table} {verb} (...) changes view security "
+                              "options")
         else:
             label = {
                 "AlterRoleStmt": "ALTER ROLE",
@@ -394,7 +423,12 @@ class ReplicaIdentityPublication(Compat):
 
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
         if st.kind == "AlterPublicationStmt":
-            yield Hit(f"ALTER PUBLICATION {st.node.get('pubname')}")
+            action = st.node.get("action", "")
+            if action == "AP_AddObjects" or (not action and not st.node.get("options")):
+                return  # adding tables to a publication breaks no consumer
+            what = {"AP_DropObjects": "DROP", "AP_SetObjects": "SET"}.get(action, "SET (...)")
+            yield Hit(f"ALTER PUBLICATION {st.node.get('pubname')} {what}: consumers stop "
+                      "receiving changes they had")
         elif st.kind == "DropStmt":
             if st.node.get("removeType") == "OBJECT_PUBLICATION":
                 yield Hit(f"DROP PUBLICATION {', '.join(object_names(st.node))}")
@@ -427,6 +461,14 @@ class DetachInheritance(Compat):
                 )
 
 
+_CONSTRAINT_WORDS = {
+    "CONSTR_CHECK": "CHECK",
+    "CONSTR_FOREIGN": "FOREIGN KEY",
+    "CONSTR_UNIQUE": "UNIQUE",
+    "CONSTR_NOTNULL": "NOT NULL",
+    "CONSTR_EXCLUSION": "EXCLUDE",
+    "CONSTR_PRIMARY": "PRIMARY KEY",
+}
 _RESTRICTIONS = {
     "CONSTR_CHECK",
     "CONSTR_FOREIGN",
@@ -462,8 +504,16 @@ class NewWriteRestriction(Compat):
             if ctx.is_new(cmd.table):
                 continue
             if cmd.subtype == "AT_AddConstraint" and cmd.definition.get("contype") in _RESTRICTIONS:
-                kind = cmd.definition["contype"].replace("CONSTR_", "")
+                kind = _CONSTRAINT_WORDS[cmd.definition["contype"]]
                 yield Hit(f"new {kind} constraint on {cmd.table} restricts writes", table=cmd.table)
+            elif (cmd.subtype == "AT_AlterConstraint" and cmd.def_kind == "ATAlterConstraint"
+                  and cmd.definition.get("alterDeferrability")
+                  and not cmd.definition.get("deferrable")):
+                yield Hit(
+                    f"ALTER CONSTRAINT {cmd.definition.get('conname')} on {cmd.table} NOT "
+                    "DEFERRABLE: writes that relied on checking at COMMIT now fail at once",
+                    table=cmd.table,
+                )
             elif cmd.subtype == "AT_SetNotNull":
                 yield Hit(
                     f"SET NOT NULL on {cmd.table}.{cmd.name} rejects NULL writes", table=cmd.table
@@ -486,6 +536,8 @@ class AdditiveShape(Compat):
 
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
         if st.kind == "AlterEnumStmt":
+            if ctx.is_new_object(".".join(strings(st.node.get("typeName"))), TYPE):
+                return  # an enum this run created: nobody uses it yet
             if not st.node.get("oldVal"):
                 yield Hit(
                     f"ADD VALUE '{st.node.get('newVal')}' to enum "
@@ -493,7 +545,11 @@ class AdditiveShape(Compat):
                 )
             return
         for cmd in alter_cmds(st):
-            if cmd.subtype == "AT_AddColumn" and not ctx.is_new(cmd.table):
+            if cmd.subtype != "AT_AddColumn":
+                continue
+            fresh = (ctx.is_new_object(cmd.table, TYPE) if cmd.objtype == "OBJECT_TYPE"
+                     else ctx.is_new(cmd.table))
+            if not fresh:
                 what = "attribute to type" if cmd.objtype == "OBJECT_TYPE" else "column to"
                 yield Hit(f"adds {what} {cmd.table}: {cmd.definition.get('colname')}", table=None)
 
@@ -509,8 +565,15 @@ class AlterExtension(Compat):
     statement_kinds = frozenset({"AlterExtensionStmt", "AlterExtensionContentsStmt"})
 
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
-        verb = "UPDATE" if st.kind == "AlterExtensionStmt" else "ADD/DROP member"
-        yield Hit(f"ALTER EXTENSION {st.node.get('extname')} {verb}")
+        name = st.node.get("extname")
+        if ctx.is_new_object(name, EXT):
+            return
+        if st.kind == "AlterExtensionStmt":
+            yield Hit(f"ALTER EXTENSION {name} UPDATE changes its functions and types")
+        elif st.node.get("action", 1) < 0:  # +1 ADD (harmless bookkeeping), -1 DROP
+            word = OBJECT_WORDS.get(st.node.get("objtype", ""), "object")
+            yield Hit(f"ALTER EXTENSION {name} DROP {word}: the object is no longer the "
+                      "extension's (an extension upgrade will not maintain it)")
 
 
 @rule

@@ -75,7 +75,7 @@ class UniqueOnExistingData(DataDependent):
                 and not cmd.definition.get("indexname")
                 and not ctx.is_new(cmd.table)
             ):
-                kind = cmd.definition["contype"].replace("CONSTR_", "")
+                kind = "UNIQUE" if cmd.definition["contype"] == "CONSTR_UNIQUE" else "PRIMARY KEY"
                 yield Hit(f"{kind} on {cmd.table} fails if duplicates exist", table=cmd.table)
 
 
@@ -92,6 +92,10 @@ class NotNullOnExistingData(DataDependent):
             if ctx.is_new(cmd.table):
                 continue
             if cmd.subtype == "AT_SetNotNull":
+                column = ctx.model.column(cmd.table, cmd.name)
+                if (column is not None and column.notnull) or ctx.not_null_proven(
+                        cmd.table, cmd.name):
+                    continue  # already NOT NULL, or a validated CHECK proves it
                 yield Hit(
                     f"SET NOT NULL on {cmd.table}.{cmd.name} fails if NULLs exist", table=cmd.table
                 )
@@ -104,8 +108,9 @@ class NotNullOnExistingData(DataDependent):
                     f"NOT NULL constraint on {cmd.table} fails if NULLs exist", table=cmd.table
                 )
             elif cmd.subtype == "AT_ValidateConstraint":
-                known = ctx.constraints.get(cmd.name)
-                kind = known[1].replace("CONSTR_", "") if known else "(kind unknown offline)"
+                known = ctx.constraint_kind(cmd.table, cmd.name)
+                kind = {"CONSTR_CHECK": "CHECK", "CONSTR_FOREIGN": "FOREIGN KEY",
+                        "CONSTR_NOTNULL": "NOT NULL"}.get(known or "", "(kind unknown offline)")
                 yield Hit(
                     f"VALIDATE CONSTRAINT {cmd.name} {kind} on {cmd.table} fails if existing "
                     f"rows violate it",

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ..catalog import EXISTING, EXT, FUNC, NEW, REL, SYSTEM, TYPE
 from ..context import Context
+from ..model import DataSubject
 from ..parser import Statement
-from ..tree import base_name, object_names, rel_name, unwrap
+from ..tree import object_names, rel_name, unwrap
 from .base import Hit, Rule, rule
 from .types import lossy, maybe_lossy_target
 from .util import alter_cmds, table_cmds, type_changes
+
+CASCADE_NOTE = " (CASCADE: what depends on it is dropped too)"
 
 
 class DataLoss(Rule):
@@ -32,9 +36,13 @@ class DropTable(DataLoss):
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
         if st.node.get("removeType") not in ("OBJECT_TABLE", "OBJECT_FOREIGN_TABLE"):
             return
+        cascade = CASCADE_NOTE if st.node.get("behavior") == "DROP_CASCADE" else ""
         for name in object_names(st.node):
-            if not ctx.is_new(name):
-                yield Hit(f"DROP TABLE {name}: the table and all its rows are deleted", table=name)
+            ref = ctx.ref(name)
+            if ref.fresh or ref.status == SYSTEM:
+                continue  # created by this run, or not there: nothing from before to lose
+            yield Hit(f"DROP TABLE {name}: the table and all its rows are deleted{cascade}",
+                      table=name, subject=ctx.rows_subject(name))
 
 
 @rule
@@ -53,13 +61,23 @@ class DropColumn(DataLoss):
         for cmd in alter_cmds(st):
             if cmd.objtype not in ("OBJECT_TABLE", "OBJECT_FOREIGN_TABLE", "OBJECT_TYPE"):
                 continue
-            if cmd.subtype != "AT_DropColumn" or ctx.is_new(cmd.table):
+            if cmd.subtype != "AT_DropColumn":
                 continue
-            col = ctx.schema.column(cmd.table, cmd.name)
+            cascade = CASCADE_NOTE if cmd.body.get("behavior") == "DROP_CASCADE" else ""
+            if cmd.objtype == "OBJECT_TYPE":
+                if ctx.is_new_object(cmd.table, TYPE):
+                    continue
+                yield Hit(f"drops attribute {cmd.table}.{cmd.name} of a composite type: its "
+                          f"values in every column of that type are lost{cascade}")
+                continue
+            if ctx.is_new(cmd.table) or ctx.model.column_status(cmd.table, cmd.name) in (
+                    NEW, "absent"):
+                continue  # added by this run, or not there (DROP COLUMN IF EXISTS)
+            col = ctx.model.column(cmd.table, cmd.name)
             if col is not None and col.generated == "v":
                 continue
-            what = "attribute of type" if cmd.objtype == "OBJECT_TYPE" else "column"
-            yield Hit(f"drops {what} {cmd.table}.{cmd.name} and its data", table=cmd.table)
+            yield Hit(f"drops column {cmd.table}.{cmd.name} and its data{cascade}",
+                      table=cmd.table, subject=ctx.values_subject(cmd.table, cmd.name))
 
 
 @rule
@@ -73,13 +91,21 @@ class DropSchema(DataLoss):
     statement_kinds = frozenset({"DropStmt"})
 
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
-        if st.node.get("removeType") == "OBJECT_SCHEMA":
-            cascade = (
-                " CASCADE: every object in it is dropped"
-                if st.node.get("behavior") == "DROP_CASCADE"
-                else ""
-            )
-            yield Hit(f"DROP SCHEMA {', '.join(object_names(st.node))}{cascade}")
+        if st.node.get("removeType") != "OBJECT_SCHEMA":
+            return
+        cascade = st.node.get("behavior") == "DROP_CASCADE"
+        for name in object_names(st.node):
+            status = ctx.model.schema_status(name)
+            if status in (NEW, "absent", SYSTEM):
+                continue
+            subject = None
+            if status == EXISTING:
+                tables = tuple(sorted(o.db_name for o in ctx.model.schema_tables(name)
+                                      if o.origin == EXISTING and o.db_name))
+                subject = DataSubject("schema", name, label=name, tables=tables)
+            what = (" CASCADE: every object in it is dropped, with its data" if cascade
+                    else " (fails unless the schema is empty)")
+            yield Hit(f"DROP SCHEMA {name}{what}", subject=subject)
 
 
 @rule
@@ -108,7 +134,7 @@ class Truncate(DataLoss):
         for r in st.node.get("relations", []):
             _, rv = unwrap(r)
             table = rel_name(rv)
-            if not table or ctx.is_new(table):
+            if not table or ctx.is_new(table) or ctx.ref(table).status == SYSTEM:
                 continue
             extra = []
             if st.node.get("behavior") == "DROP_CASCADE":
@@ -116,7 +142,9 @@ class Truncate(DataLoss):
             if st.node.get("restart_seqs"):
                 extra.append("RESTART IDENTITY resets its sequences")
             tail = f" ({'; '.join(extra)})" if extra else ""
-            yield Hit(f"TRUNCATE {table} deletes every row{tail}", table=table)
+            cascade = st.node.get("behavior") == "DROP_CASCADE"
+            yield Hit(f"TRUNCATE {table} deletes every row{tail}", table=table,
+                      subject=None if cascade else ctx.rows_subject(table))
 
 
 def _always_true(where: object) -> bool:
@@ -144,8 +172,9 @@ class UnboundedDml(DataLoss):
 
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
         table = rel_name(st.node.get("relation"))
-        if not table or ctx.is_new(table):
-            return
+        if not table or ctx.is_new(table) or ctx.ref(table).status == SYSTEM:
+            return  # new table (seed rows of this run), or a system catalog (AN07)
+        subject = ctx.rows_subject(table)
         verb = {"DeleteStmt": "DELETE", "UpdateStmt": "UPDATE", "MergeStmt": "MERGE"}[st.kind]
         if st.kind == "MergeStmt":
             kinds = set()
@@ -157,15 +186,18 @@ class UnboundedDml(DataLoss):
                 k.replace("CMD_", "") for k in kinds if k in ("CMD_DELETE", "CMD_UPDATE")
             )
             if changed:
-                yield Hit(f"MERGE INTO {table} {'/'.join(changed)}s matched rows", table=table)
+                yield Hit(f"MERGE INTO {table} {'/'.join(changed)}s matched rows", table=table,
+                          subject=subject)
             return
         if _always_true(st.node.get("whereClause")):
-            yield Hit(f"{verb} on {table} without a WHERE clause touches every row", table=table)
+            yield Hit(f"{verb} on {table} without a WHERE clause touches every row", table=table,
+                      subject=subject)
         else:
             yield Hit(
-                f"{verb} on existing table {table} is a data migration (how many rows it touches "
+                f"{verb} on {ctx.label(table)} is a data migration (how many rows it touches "
                 "cannot be decided statically)",
                 table=table,
+                subject=subject,
             )
 
 
@@ -179,21 +211,27 @@ class CascadeDrop(DataLoss):
 
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
         if st.kind == "DropStmt" and st.node.get("behavior") == "DROP_CASCADE":
-            kind = st.node.get("removeType", "").replace("OBJECT_", "")
-            yield Hit(
-                f"DROP {kind} {', '.join(object_names(st.node))} CASCADE drops every "
-                f"dependent object"
-            )
+            rtype = st.node.get("removeType", "")
+            if rtype in _REPORTED_ELSEWHERE:
+                return  # DL01 / DL03 report the statement, with the CASCADE
+            ns = _NAMESPACE.get(rtype)
+            names = [n for n in object_names(st.node)
+                     if ns is None or not ctx.is_new_object(n, ns)]
+            if names:
+                kind = OBJECT_WORDS.get(rtype, rtype.replace("OBJECT_", "").lower())
+                data = (" (columns of that type go with their data)"
+                        if rtype in ("OBJECT_TYPE", "OBJECT_DOMAIN", "OBJECT_EXTENSION") else "")
+                yield Hit(f"DROP {kind.upper()} {', '.join(names)} CASCADE drops every "
+                          f"dependent object{data}")
         elif st.kind == "DropOwnedStmt":
             yield Hit("DROP OWNED drops every object the role owns")
         elif st.kind == "AlterTableStmt":
             for cmd in table_cmds(st):
-                if cmd.body.get("behavior") == "DROP_CASCADE" and cmd.subtype in (
-                    "AT_DropColumn",
-                    "AT_DropConstraint",
-                ):
+                if (cmd.body.get("behavior") == "DROP_CASCADE"
+                        and cmd.subtype == "AT_DropConstraint" and not ctx.is_new(cmd.table)):
                     yield Hit(
-                        f"{cmd.subtype[3:]} {cmd.table}.{cmd.name} CASCADE drops dependents",
+                        f"DROP CONSTRAINT {cmd.name} on {cmd.table} CASCADE drops what depends "
+                        "on it",
                         table=cmd.table,
                     )
 
@@ -218,11 +256,15 @@ class LossyTypeChange(DataLoss):
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
         for change in type_changes(st, ctx):
             cmd, label, old, new = change.cmd, change.label, change.old, change.new
+            if ctx.model.column_status(cmd.table, cmd.name) in (NEW, "absent"):
+                continue  # a column this run added holds nothing from before
+            subject = ctx.values_subject(cmd.table, cmd.name)
             if cmd.definition.get("raw_default"):
                 yield Hit(
                     f"{label} TYPE {new} USING ...: the USING expression can silently "
                     f"truncate or round",
                     table=cmd.table,
+                    subject=subject,
                 )
                 continue
             verdict = lossy(old, new)
@@ -230,12 +272,12 @@ class LossyTypeChange(DataLoss):
                 yield Hit(
                     f"{label} {old} -> {new} narrows the type (rounds, truncates or fails)",
                     table=cmd.table,
+                    subject=subject,
                 )
             elif verdict is None and maybe_lossy_target(new):
                 yield Hit(
                     f"{label} -> {new}: cannot be decided statically (current type of "
-                    f"{base_name(cmd.table)}.{cmd.name} unknown offline); {new} may round or "
-                    f"truncate",
+                    f"{label} unknown offline); {new} may round or truncate",
                     table=cmd.table,
                 )
 
@@ -250,13 +292,19 @@ class DropSequence(DataLoss):
 
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
         if st.kind == "DropStmt" and st.node.get("removeType") == "OBJECT_SEQUENCE":
-            names = [n for n in object_names(st.node) if base_name(n) not in ctx.created_objects]
-            if names:
-                yield Hit(f"DROP SEQUENCE {', '.join(names)}")
+            for name in object_names(st.node):
+                ref = ctx.ref(name)
+                if ref.fresh:
+                    continue
+                subject = None
+                if ref.existing and ref.obj is not None and ref.obj.db_name:
+                    subject = DataSubject("sequence", ref.obj.db_name, label=name)
+                yield Hit(f"DROP SEQUENCE {name}: its current value is lost", subject=subject)
         for cmd in table_cmds(st):
             if cmd.subtype == "AT_DropIdentity" and not ctx.is_new(cmd.table):
                 yield Hit(
-                    f"DROP IDENTITY on {cmd.table}.{cmd.name} drops its sequence", table=cmd.table
+                    f"DROP IDENTITY on {cmd.table}.{cmd.name} drops its sequence", table=cmd.table,
+                    subject=ctx.rows_subject(cmd.table),
                 )
 
 
@@ -275,4 +323,54 @@ class SetUnlogged(DataLoss):
                     f"SET UNLOGGED on {cmd.table}: truncated after crash recovery, absent on "
                     f"standbys",
                     table=cmd.table,
+                    subject=ctx.rows_subject(cmd.table),
                 )
+
+
+_REPORTED_ELSEWHERE = {"OBJECT_TABLE", "OBJECT_FOREIGN_TABLE", "OBJECT_SCHEMA"}
+_NAMESPACE = {
+    "OBJECT_VIEW": REL,
+    "OBJECT_MATVIEW": REL,
+    "OBJECT_SEQUENCE": REL,
+    "OBJECT_INDEX": REL,
+    "OBJECT_TYPE": TYPE,
+    "OBJECT_DOMAIN": TYPE,
+    "OBJECT_FUNCTION": FUNC,
+    "OBJECT_PROCEDURE": FUNC,
+    "OBJECT_ROUTINE": FUNC,
+    "OBJECT_AGGREGATE": FUNC,
+    "OBJECT_EXTENSION": EXT,
+}
+# How SQL spells an object type, for messages (never the parse tree's enum name).
+OBJECT_WORDS = {
+    "OBJECT_TABLE": "table",
+    "OBJECT_FOREIGN_TABLE": "foreign table",
+    "OBJECT_VIEW": "view",
+    "OBJECT_MATVIEW": "materialized view",
+    "OBJECT_SEQUENCE": "sequence",
+    "OBJECT_INDEX": "index",
+    "OBJECT_TYPE": "type",
+    "OBJECT_DOMAIN": "domain",
+    "OBJECT_FUNCTION": "function",
+    "OBJECT_PROCEDURE": "procedure",
+    "OBJECT_ROUTINE": "routine",
+    "OBJECT_AGGREGATE": "aggregate",
+    "OBJECT_EXTENSION": "extension",
+    "OBJECT_SCHEMA": "schema",
+    "OBJECT_TRIGGER": "trigger",
+    "OBJECT_POLICY": "policy",
+    "OBJECT_RULE": "rule",
+    "OBJECT_PUBLICATION": "publication",
+    "OBJECT_TABCONSTRAINT": "constraint",
+    "OBJECT_COLUMN": "column",
+    "OBJECT_COLLATION": "collation",
+    "OBJECT_CONVERSION": "conversion",
+    "OBJECT_OPERATOR": "operator",
+    "OBJECT_STATISTIC_EXT": "statistics",
+    "OBJECT_EVENT_TRIGGER": "event trigger",
+    "OBJECT_FOREIGN_SERVER": "server",
+    "OBJECT_FDW": "foreign data wrapper",
+    "OBJECT_ROLE": "role",
+    "OBJECT_TSCONFIGURATION": "text search configuration",
+    "OBJECT_TSDICTIONARY": "text search dictionary",
+}

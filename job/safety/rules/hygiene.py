@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from ..context import Context
 from ..parser import Statement
-from ..tree import TypeInfo, columndefs_of, rel_name, strings, type_info, unwrap
+from ..tree import Node, TypeInfo, columndefs_of, object_names, rel_name, strings, type_info, unwrap
 from .base import Hit, Rule, rule
 
 
@@ -129,11 +129,33 @@ class RequireSchema(Hygiene):
     docs = 'Opt-in (enable = ["HY07"]).'
 
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
-        for key in ("relation", "view", "sequence"):
-            rv = st.node.get(key)
-            if isinstance(rv, dict) and rv.get("relname") and not rv.get("schemaname"):
+        for rv in _named_relations(st):
+            if rv.get("relname") and not rv.get("schemaname") and rv.get("relpersistence") != "t":
                 yield Hit(f"{rv['relname']} is not schema-qualified")
                 return
+        if st.kind == "DropStmt" and st.node.get("removeType") in _DROPPED_RELATIONS:
+            for name in object_names(st.node):
+                if "." not in name:
+                    yield Hit(f"{name} is not schema-qualified")
+                    return
+
+
+_DROPPED_RELATIONS = {"OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW", "OBJECT_SEQUENCE",
+                      "OBJECT_FOREIGN_TABLE", "OBJECT_INDEX"}
+
+
+def _named_relations(st: Statement) -> Iterator[Node]:
+    n = st.node
+    for key in ("relation", "view", "sequence"):
+        rv = n.get(key)
+        if isinstance(rv, dict):
+            yield rv
+    if st.kind == "CreateTableAsStmt":
+        yield (n.get("into") or {}).get("rel") or {}
+    if st.kind == "SelectStmt" and n.get("intoClause"):
+        yield n["intoClause"].get("rel") or {}
+    if st.kind == "CreateForeignTableStmt":
+        yield (n.get("base") or {}).get("relation") or {}
 
 
 @rule
@@ -142,19 +164,99 @@ class DuplicateColumn(Hygiene):
     severity = "warning"
     summary = "The same column assigned or defined twice in one statement (an error, or a typo)."
     safe_alternative = "Assign/define each column once."
-    statement_kinds = frozenset({"UpdateStmt", "InsertStmt", "CreateStmt"})
+    docs = (
+        "Assignments to different fields or elements of one column (`SET a.x = 1, a.y = 2`, "
+        "`a[1]`, `a[2]`) are fine; CREATE VIEW / CREATE TABLE AS / SELECT INTO with two output "
+        "columns of one name fail."
+    )
+    statement_kinds = frozenset({"UpdateStmt", "InsertStmt", "CreateStmt", "ViewStmt",
+                                 "CreateTableAsStmt", "SelectStmt", "MergeStmt"})
 
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
+        n = st.node
+        where = rel_name(n.get("relation"))
+        groups: list[tuple[str, list[tuple[str, bool]]]] = []
         if st.kind == "CreateStmt":
-            names = [c.get("colname", "") for _, c in columndefs_of(st)]
-        else:
-            key = "targetList" if st.kind == "UpdateStmt" else "cols"
-            names = [unwrap(t)[1].get("name", "") for t in st.node.get(key, []) or []]
-        dup = sorted({n for n in names if n and names.count(n) > 1})
-        if dup:
-            yield Hit(
-                f"column(s) {', '.join(dup)} appear twice in {rel_name(st.node.get('relation'))}"
-            )
+            groups.append(("defined", [(c.get("colname", ""), False)
+                                       for _, c in columndefs_of(st)]))
+        elif st.kind == "UpdateStmt":
+            groups.append(("assigned", _assignments(n.get("targetList"))))
+        elif st.kind == "InsertStmt":
+            groups.append(("listed", _assignments(n.get("cols"))))
+            conflict = n.get("onConflictClause") or {}
+            groups.append(("assigned in ON CONFLICT DO UPDATE",
+                           _assignments(conflict.get("targetList"))))
+        elif st.kind == "MergeStmt":
+            for w in n.get("mergeWhenClauses", []) or []:
+                _, wc = unwrap(w)
+                what = "assigned" if wc.get("commandType") == "CMD_UPDATE" else "listed"
+                groups.append((f"{what} in MERGE", _assignments(wc.get("targetList"))))
+        elif st.kind == "ViewStmt":
+            where = rel_name(n.get("view"))
+            names = strings(n.get("aliases")) or output_names(n.get("query"))
+            groups.append(("output by the view", [(x, False) for x in names]))
+        elif st.kind == "CreateTableAsStmt":
+            into = n.get("into") or {}
+            where = rel_name(into.get("rel"))
+            names = strings(into.get("colNames")) or output_names(n.get("query"))
+            groups.append(("output", [(x, False) for x in names]))
+        elif st.kind == "SelectStmt" and n.get("intoClause"):
+            where = rel_name(n["intoClause"].get("rel"))
+            groups.append(("output", [(x, False) for x in output_names({"SelectStmt": n})]))
+        for verb, items in groups:
+            dup = _duplicates(items)
+            if dup:
+                yield Hit(f"column(s) {', '.join(dup)} {verb} twice in {where}")
+
+
+def _assignments(targets: object) -> list[tuple[str, bool]]:
+    """(column, through a field/subscript) for SET lists and INSERT column lists."""
+    out = []
+    for t in targets or []:  # type: ignore[attr-defined]
+        _, rt = unwrap(t)
+        if rt.get("name"):
+            out.append((rt["name"], bool(rt.get("indirection"))))
+    return out
+
+
+def _duplicates(items: list[tuple[str, bool]]) -> list[str]:
+    """Names given twice where at least one use is the whole column (PostgreSQL rejects it;
+    `a.x` and `a.y`, or `a[1]` and `a[2]`, are separate parts of one column and allowed)."""
+    seen: dict[str, list[bool]] = {}
+    for name, partial in items:
+        if name:
+            seen.setdefault(name, []).append(partial)
+    return sorted(name for name, uses in seen.items() if len(uses) > 1 and not all(uses))
+
+
+def output_names(query: object) -> list[str]:
+    """Column names a SELECT produces, where the text decides them (else left out)."""
+    kind, sel = unwrap(query)
+    if kind != "SelectStmt":
+        return []
+    if sel.get("op") not in (None, "SETOP_NONE") and sel.get("larg"):
+        return output_names({"SelectStmt": sel["larg"]})
+    out = []
+    for t in sel.get("targetList", []) or []:
+        _, rt = unwrap(t)
+        name = rt.get("name") or _figure_name(rt.get("val"))
+        if name:
+            out.append(name)
+    return out
+
+
+def _figure_name(val: object) -> str | None:
+    kind, body = unwrap(val)
+    if kind == "ColumnRef":
+        fields = body.get("fields") or []
+        last_kind, last = unwrap(fields[-1]) if fields else ("", {})
+        return last.get("sval") if last_kind == "String" else None
+    if kind == "FuncCall":
+        names = strings(body.get("funcname"))
+        return names[-1] if names else None
+    if kind == "TypeCast":
+        return _figure_name(body.get("arg"))
+    return None
 
 
 @rule

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ..catalog import TYPE
 from ..context import (
     ACCESS_EXCLUSIVE,
     LOCK_NAMES,
@@ -13,9 +14,21 @@ from ..context import (
     statement_locks,
 )
 from ..parser import Statement
-from ..tree import base_name, contypes, def_elem_names, object_names, rel_name, strings, unwrap
+from ..tree import contypes, object_names, option_on, rel_name, strings, unwrap
 from .base import Hit, Rule, rule
 from .util import table_cmds
+
+# ALTER TABLE trigger switches, as SQL spells them.
+TRIGGER_WORDS = {
+    "AT_EnableTrig": "ENABLE TRIGGER {name}",
+    "AT_EnableAlwaysTrig": "ENABLE ALWAYS TRIGGER {name}",
+    "AT_EnableReplicaTrig": "ENABLE REPLICA TRIGGER {name}",
+    "AT_DisableTrig": "DISABLE TRIGGER {name}",
+    "AT_EnableTrigAll": "ENABLE TRIGGER ALL",
+    "AT_DisableTrigAll": "DISABLE TRIGGER ALL",
+    "AT_EnableTrigUser": "ENABLE TRIGGER USER",
+    "AT_DisableTrigUser": "DISABLE TRIGGER USER",
+}
 
 
 class Locking(Rule):
@@ -55,7 +68,7 @@ class CreateIndex(Locking):
         if not st.node.get("relation", {}).get("inh", False):
             return  # ON ONLY: metadata only on a partitioned parent (the recommended recipe)
         yield Hit(
-            f"CREATE INDEX on existing table {table} without CONCURRENTLY blocks writes",
+            f"CREATE INDEX on {ctx.label(table)} without CONCURRENTLY blocks writes",
             table=table,
         )
 
@@ -71,7 +84,7 @@ class DropIndex(Locking):
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
         if st.node.get("removeType") != "OBJECT_INDEX" or st.node.get("concurrent"):
             return
-        names = [n for n in object_names(st.node) if base_name(n) not in ctx.created_indexes]
+        names = [n for n in object_names(st.node) if not ctx.is_new_object(n)]
         if names:
             yield Hit(f"DROP INDEX {', '.join(names)} takes ACCESS EXCLUSIVE on its table")
 
@@ -87,9 +100,13 @@ class Reindex(Locking):
     statement_kinds = frozenset({"ReindexStmt"})
 
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
-        if "concurrently" in def_elem_names(st.node.get("params")):
+        if option_on(st.node.get("params"), "concurrently"):
             return
+        if st.node.get("kind") == "REINDEX_OBJECT_SYSTEM":
+            return  # system catalogs only, and there is no CONCURRENTLY form for them
         target = rel_name(st.node.get("relation")) or st.node.get("name") or "?"
+        if st.node.get("kind") == "REINDEX_OBJECT_INDEX" and ctx.is_new_object(target):
+            return
         table = target if st.node.get("kind") == "REINDEX_OBJECT_TABLE" else None
         if table and ctx.is_new(table):
             return
@@ -251,15 +268,18 @@ class SetNotNull(Locking):
             if ctx.is_new(cmd.table):
                 continue
             if cmd.subtype == "AT_SetNotNull":
-                if ctx.pg(12) and (base_name(cmd.table), cmd.name) in ctx.notnull_checks:
+                column = ctx.model.column(cmd.table, cmd.name)
+                if column is not None and column.notnull:
+                    continue  # already NOT NULL: nothing to check
+                if ctx.pg(12) and ctx.not_null_proven(cmd.table, cmd.name):
                     continue
-                note = (
-                    " (no scan only if a validated CHECK (col IS NOT NULL) already exists: "
-                    "not seen "
-                    "in this migration, cannot be decided statically)"
-                    if ctx.pg(12)
-                    else f" ({ctx.version_text}: always scans)"
-                )
+                if not ctx.pg(12):
+                    note = f" ({ctx.version_text}: always scans)"
+                elif ctx.ref(cmd.table).existing:
+                    note = " (no validated CHECK (col IS NOT NULL) on it in the database)"
+                else:
+                    note = (" (no scan only if a validated CHECK (col IS NOT NULL) already "
+                            "exists: none in these migrations, cannot be decided offline)")
                 yield Hit(
                     f"SET NOT NULL on {cmd.table}.{cmd.name} scans the table{note}", table=cmd.table
                 )
@@ -427,16 +447,16 @@ class TriggerDdl(Locking):
             table = rel_name(st.node.get("relation"))
             if table and not ctx.is_new(table):
                 yield Hit(
-                    f"CREATE TRIGGER {st.node.get('trigname', '')} on existing table {table}",
+                    f"CREATE TRIGGER {st.node.get('trigname', '')} on {ctx.label(table)}",
                     table=table,
                 )
             return
         for cmd in table_cmds(st):
-            if cmd.subtype.startswith(
-                ("AT_EnableTrig", "AT_DisableTrig", "AT_EnableAlwaysTrig", "AT_EnableReplicaTrig")
-            ) and not ctx.is_new(cmd.table):
+            if cmd.subtype in TRIGGER_WORDS and not ctx.is_new(cmd.table):
+                what = TRIGGER_WORDS[cmd.subtype].format(name=cmd.name or "")
                 yield Hit(
-                    f"{cmd.subtype[3:]} on {cmd.table} takes SHARE ROW EXCLUSIVE", table=cmd.table
+                    f"{what.replace('  ', ' ')} on {cmd.table} takes SHARE ROW EXCLUSIVE",
+                    table=cmd.table,
                 )
 
 
@@ -453,7 +473,7 @@ class DomainConstraint(Locking):
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
         if st.kind == "AlterDomainStmt":
             name = ".".join(strings(st.node.get("typeName")))
-            if st.node.get("subtype") != "C" or base_name(name) in ctx.created_objects:
+            if st.node.get("subtype") != "C" or ctx.is_new_object(name, TYPE):
                 return
             _, con = unwrap(st.node.get("def"))
             if con.get("skip_validation"):
@@ -487,17 +507,20 @@ class MissingLockTimeout(Locking):
         "MIGRATE_LOCK_TIMEOUT "
         "(default 5s) and retries; set it in the file when it is also run by other tools."
     )
-    docs = "Reported once per file, at the first statement that needs a SHARE or stronger lock."
+    docs = (
+        "Reported once per run, at the first statement that needs a SHARE or stronger lock, and "
+        "never when migrate-job runs the statement under its own MIGRATE_LOCK_TIMEOUT."
+    )
 
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
-        if ctx.lock_timeout_set or "LK17" in ctx.reported:
+        if ctx.lock_timeout_set or "LK17" in ctx.run.reported:
             return
         hit = _lock_needing(st, ctx)
         if hit:
-            ctx.reported.add("LK17")
+            ctx.run.reported.add("LK17")
             yield Hit(
-                f"{LOCK_NAMES[hit[1]]} on {hit[0]} with no lock_timeout set in the file "
-                "(migrate-job sets MIGRATE_LOCK_TIMEOUT itself; other runners do not)",
+                f"{LOCK_NAMES[hit[1]]} on {hit[0]} with no lock_timeout: neither the file nor "
+                "MIGRATE_LOCK_TIMEOUT sets one (reported once per run)",
                 table=hit[0],
             )
 
@@ -514,16 +537,20 @@ class MissingStatementTimeout(Locking):
         "SET statement_timeout suitable for the operation (long for CIC/VALIDATE), or "
         "MIGRATE_STATEMENT_TIMEOUT; PostgreSQL 17 adds transaction_timeout."
     )
-    docs = "Reported once per file."
+    docs = (
+        "Reported once per run; never when migrate-job runs the statement under its own "
+        "MIGRATE_STATEMENT_TIMEOUT."
+    )
 
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
-        if ctx.statement_timeout_set or "LK18" in ctx.reported:
+        if ctx.statement_timeout_set or "LK18" in ctx.run.reported:
             return
         hit = _lock_needing(st, ctx)
         if hit:
-            ctx.reported.add("LK18")
+            ctx.run.reported.add("LK18")
             yield Hit(
-                f"{LOCK_NAMES[hit[1]]} on {hit[0]} with no statement_timeout set in the file",
+                f"{LOCK_NAMES[hit[1]]} on {hit[0]} with no statement_timeout: neither the file "
+                "nor MIGRATE_STATEMENT_TIMEOUT sets one (reported once per run)",
                 table=hit[0],
             )
 
@@ -546,4 +573,5 @@ class MassDmlInDdlTx(Locking):
                     f"{st.kind[:-4].upper()} on {table} runs in the same transaction as DDL",
                     table=table,
                     line=st.line,
+                    statement=st.short(),
                 )

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from ..context import Context
 from ..parser import Statement
-from ..tree import Node, constraints, def_elem_names, rel_name, type_info, unwrap, walk
+from ..tree import Node, constraints, option_on, rel_name, type_info, unwrap, walk
 from .base import Hit, Rule, rule
 from .types import no_rewrite
 from .util import added_columns, table_cmds, type_changes
@@ -46,6 +46,14 @@ class AlterColumnType(Rewrite):
                 continue
             verdict = no_rewrite(old, new)
             if verdict:
+                checks = ctx.checks_on(cmd.table, cmd.name)
+                if checks:
+                    yield Hit(
+                        f"{label} {old} -> {new} needs no rewrite, but CHECK constraint "
+                        f"{', '.join(checks)} on it is re-checked: a full scan under ACCESS "
+                        "EXCLUSIVE",
+                        table=cmd.table,
+                    )
                 continue
             if verdict is None and old is None:
                 yield Hit(
@@ -257,7 +265,7 @@ class StoredGenerated(Rewrite):
                             table=cmd.table,
                         )
             elif cmd.subtype == "AT_SetExpression":
-                col = ctx.schema.column(cmd.table, cmd.name)
+                col = ctx.model.column(cmd.table, cmd.name)
                 if col is not None and col.generated == "v":
                     continue
                 note = (
@@ -328,8 +336,8 @@ class VacuumFullCluster(Rewrite):
                     table=table,
                 )
             return
-        if "full" not in def_elem_names(st.node.get("options")):
-            return
+        if not option_on(st.node.get("options"), "full"):
+            return  # VACUUM (FULL false) is a plain VACUUM
         rels = [rel_name(unwrap(r)[1].get("relation")) for r in st.node.get("rels", [])]
         for table in rels or [None]:
             if not ctx.is_new(table):

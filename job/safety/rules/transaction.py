@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from ..context import ACCESS_EXCLUSIVE, Context
 from ..parser import Statement
-from ..tree import def_elem_names, rel_name, strings
+from ..tree import option_on, rel_name, strings
 from .base import Hit, Rule, rule
 from .util import table_cmds
 
@@ -21,7 +21,7 @@ def non_transactional(st: Statement, ctx: Context) -> str | None:
     if k == "DropStmt" and n.get("concurrent"):
         return "DROP INDEX CONCURRENTLY"
     if k == "ReindexStmt":
-        if "concurrently" in def_elem_names(n.get("params")):
+        if option_on(n.get("params"), "concurrently"):
             return "REINDEX CONCURRENTLY"
         if n.get("kind") in ("REINDEX_OBJECT_SYSTEM", "REINDEX_OBJECT_DATABASE"):
             return "REINDEX SYSTEM/DATABASE"
@@ -99,18 +99,24 @@ class TransactionNesting(Transaction):
             "TRANS_STMT_COMMIT",
             "TRANS_STMT_ROLLBACK",
         )
+        word = _first_word(st.text) or kind.replace("TRANS_STMT_", "")
         if ctx.transactional and control:
-            word = kind.replace("TRANS_STMT_", "")
             yield Hit(
                 f"{word} inside the transaction migrate-job wraps this migration in"
                 + (
-                    ": it commits/aborts the job's transaction early"
-                    if word in ("COMMIT", "ROLLBACK")
+                    ": it ends the job's transaction early, so the rest runs outside it and the "
+                    "migration is no longer atomic"
+                    if kind in ("TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK")
                     else ""
-                )
+                ),
+                blocking=True,  # `run` refuses it before anything runs (exit 2)
             )
         elif kind in ("TRANS_STMT_BEGIN", "TRANS_STMT_START") and ctx.explicit_tx_line is not None:
             yield Hit(f"BEGIN while the BEGIN at line {ctx.explicit_tx_line} is still open")
+        elif (kind in ("TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK")
+              and not ctx.transactional and ctx.explicit_tx_line is None):
+            yield Hit(f"{word} with no transaction open (a second COMMIT/ROLLBACK?): PostgreSQL "
+                      "only warns, and what was meant to be atomic was not")
 
 
 @rule
@@ -169,8 +175,23 @@ class LongLockHold(Transaction):
                 return
 
 
-def _missing_if(st: Statement) -> str | None:
+def _first_word(text: str) -> str:
+    words = text.split(None, 1)
+    return words[0].upper().rstrip(";") if words else ""
+
+
+def _temporary(st: Statement) -> bool:
+    """Temporary objects vanish with the session: a retry starts clean."""
+    rv = st.node.get("relation") or st.node.get("sequence") or st.node.get("view")
+    if st.kind == "CreateTableAsStmt":
+        rv = (st.node.get("into") or {}).get("rel")
+    return isinstance(rv, dict) and rv.get("relpersistence") == "t"
+
+
+def _missing_if(st: Statement, ctx: Context) -> str | None:
     k, n = st.kind, st.node
+    if _temporary(st):
+        return None
     if k in (
         "CreateStmt",
         "CreateSeqStmt",
@@ -188,6 +209,16 @@ def _missing_if(st: Statement) -> str | None:
                 return "ADD COLUMN without IF NOT EXISTS"
             if cmd.subtype == "AT_DropColumn" and not cmd.body.get("missing_ok"):
                 return "DROP COLUMN without IF EXISTS"
+            if cmd.subtype == "AT_DropConstraint":
+                if cmd.body.get("missing_ok"):
+                    ctx.reported.add(f"TX05-dropped:{cmd.table}:{cmd.name}")
+                else:
+                    return "DROP CONSTRAINT without IF EXISTS"
+            if cmd.subtype == "AT_AddConstraint":
+                name = cmd.definition.get("conname")
+                if not name or f"TX05-dropped:{cmd.table}:{name}" not in ctx.reported:
+                    return ("ADD CONSTRAINT without a DROP CONSTRAINT IF EXISTS of the same "
+                            "name before it")
     return None
 
 
@@ -205,7 +236,7 @@ class NonIdempotent(Transaction):
     def check(self, st: Statement, ctx: Context) -> Iterator[Hit]:
         if ctx.in_tx:
             return
-        what = _missing_if(st)
+        what = _missing_if(st, ctx)
         if what:
             yield Hit(f"{what} in a non-transactional migration: a retry after a partial run fails")
 

@@ -39,7 +39,10 @@ def lossy(old: TypeInfo | None, new: TypeInfo | None) -> bool | None:
     if o in ("timestamptz", "timestamp") and n in ("date", "time", "timetz"):
         return True
     if o in _TEXTY and n in ("varchar", "bpchar") and new.mods:
-        return not old.mods or old.name != "varchar" or new.mods[0] < old.mods[0]
+        # char(n) -> varchar(n) only drops char's padding, which char never counted.
+        return not old.mods or o not in ("varchar", "bpchar") or new.mods[0] < old.mods[0]
+    if o == "bpchar" and n in ("text", "varchar", "citext"):
+        return False
     if o == n and o in ("timestamp", "timestamptz", "time", "interval") and new.mods:
         return not old.mods or new.mods[0] < old.mods[0]
     return False

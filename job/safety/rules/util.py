@@ -63,7 +63,7 @@ def added_columns(st: Statement, ctx: Any) -> Iterator[Cmd]:
 class TypeChange:
     cmd: Cmd
     label: str  # table.column
-    old: Any  # the column's known type (from CREATE TABLEs seen so far), or None
+    old: Any  # the column's type before (database catalog, or the migrations so far), or None
     new: Any
 
 
@@ -72,7 +72,7 @@ def type_changes(st: Statement, ctx: Any) -> Iterator[TypeChange]:
     for cmd in table_cmds(st):
         if cmd.subtype != "AT_AlterColumnType" or ctx.is_new(cmd.table):
             continue
-        col = ctx.schema.column(cmd.table, cmd.name)
+        col = ctx.model.column(cmd.table, cmd.name)
         yield TypeChange(cmd, f"{cmd.table}.{cmd.name}", col.type if col else None,
                          type_info(cmd.definition.get("typeName")))
 
