@@ -55,7 +55,7 @@ def owner(root: Path) -> str:
     m = re.match(r"^https://github\.com/([^/]+)/([^/]+?)/?$", urls["Repository"])
     if not m:
         raise ReleaseError(f"pyproject.toml: Repository URL {urls['Repository']!r} is not "
-                           "https://github.com/OWNER/NAME")
+                           "https://github.com/<owner>/<name>")
     return m.group(1).lower()
 
 
@@ -175,8 +175,9 @@ def check(root: Path, tag: str | None) -> str:
     if changelog_section(root, version) is None:
         problems.append(f"{CHANGELOG}: no '## [{version}] - YYYY-MM-DD' section (move the "
                         "[Unreleased] entries under it)")
-    problems += [p + " (scripts/release_version.py --bump rewrites it)"
-                 for p in stale_pins(root, version)]
+    if VERSION_RE.match(version):
+        problems += [p + " (scripts/release_version.py --bump rewrites it)"
+                     for p in stale_pins(root, version)]
     if problems:
         raise ReleaseError("\n".join(problems))
     return version
