@@ -31,6 +31,7 @@ import os
 import re
 import sys
 import tomllib
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +76,7 @@ def doc_pins(root: Path, version: str) -> list[tuple[re.Pattern[str], str]]:
     ]
 
 
-def _replace_group(m: re.Match[str], value: str) -> str:
+def _replace_group(m: re.Match[str], *, value: str) -> str:
     start, end = m.start(1) - m.start(), m.end(1) - m.start()
     return m.group(0)[:start] + value + m.group(0)[end:]
 
@@ -207,7 +208,7 @@ def bump(root: Path, version: str, today: dt.date) -> list[Path]:
         text = path.read_text(encoding="utf-8")
         new = text
         for pattern, expected in doc_pins(root, version):
-            new = pattern.sub(lambda m, e=expected: _replace_group(m, e), new)
+            new = pattern.sub(partial(_replace_group, value=expected), new)
         if new != text:
             path.write_text(new, encoding="utf-8")
             changed.append(path.relative_to(root))

@@ -223,12 +223,17 @@ def run_cli(argv: list[str], env: dict[str, str], sink: EventSink, out: TextIO,
         proc.send_signal(signum)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    assert proc.stderr is not None and proc.stdout is not None
-    stderr_pump = threading.Thread(target=lambda: [sink.feed(line) for line in proc.stderr],
-                                   daemon=True)
+    stdout, stderr = proc.stdout, proc.stderr
+    assert stdout is not None and stderr is not None
+
+    def pump() -> None:
+        for line in stderr:
+            sink.feed(line)
+
+    stderr_pump = threading.Thread(target=pump, daemon=True)
     stderr_pump.start()
     captured = []
-    for line in proc.stdout:
+    for line in stdout:
         captured.append(line)
         out.write(line)
         out.flush()

