@@ -115,3 +115,33 @@ def test_changelog_follows_keep_a_changelog() -> None:
     for name, _ in headings:
         assert re.search(rf"^\[{re.escape(name)}\]: https://github\.com/{OWNER}/", text,
                          flags=re.M), name
+
+
+def test_release_points_a_forks_chart_at_the_forks_image(tmp_path: Path) -> None:
+    # Runs the release's own shell step on a copy of the chart, then renders it with the real
+    # Helm engine: a fork publishing under its owner gets a chart that pulls its own image.
+    import shutil
+    import subprocess
+
+    from tests.helm.helmchart import EXISTING_SECRET, render
+
+    release = yaml.safe_load((REPO / ".github/workflows/release.yml").read_text())
+    step = next(s for s in release["jobs"]["chart"]["steps"]
+                if s.get("name") == "Default image of the chart = this owner's image")
+    shutil.copytree(REPO / "helm/migrate-job", tmp_path / "helm/migrate-job")
+    fork = "ghcr.io/some-fork/migrate-job"
+    proc = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "IMAGE": fork})
+    assert proc.returncode == 0, proc.stderr
+    from job import __version__
+
+    rendered = render(EXISTING_SECRET, chart_dir=tmp_path / "helm/migrate-job")
+    assert rendered.container["image"] == f"{fork}:{__version__}"
+    # The canonical repository's run leaves the values exactly as they are.
+    canonical = tmp_path / "canonical"
+    shutil.copytree(REPO / "helm/migrate-job", canonical / "helm/migrate-job")
+    proc = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=canonical, capture_output=True,
+                          text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "IMAGE": IMAGE})
+    assert proc.returncode == 0, proc.stderr
+    assert (canonical / "helm/migrate-job/values.yaml").read_text() == (
+        REPO / "helm/migrate-job/values.yaml").read_text()
