@@ -55,7 +55,7 @@ RUN if ! python3 -c 'import ensurepip' >/dev/null 2>&1; then \
     fi \
     && python3 -m venv /opt/venv
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY job ./job
 # Non-editable install: the runtime copies /opt/venv only, never /src. pip compiles .pyc files
 # here, so a read-only root filesystem still starts without recompiling every module.

@@ -21,9 +21,11 @@ demo: install
 	$(BIN)/migrate-job demo
 
 lint: install
-	$(BIN)/ruff check job tests bench
+	$(BIN)/ruff check job tests bench scripts
 	$(BIN)/hadolint --failure-threshold warning Dockerfile
 	$(BIN)/actionlint
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-actions action.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 typecheck: install
 	$(BIN)/mypy job

@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--markdown", dest="fmt", action="store_const", const="markdown")
     p = sub.add_parser("lint", parents=[common], help="offline safety analysis of files")
     p.add_argument("paths", nargs="+")
-    p.add_argument("--format", dest="fmt", choices=["text", "json", "markdown", "github"],
+    p.add_argument("--format", dest="fmt", choices=["text", "json", "markdown", "github", "sarif"],
                    default="text")
     p.add_argument("--json", dest="fmt", action="store_const", const="json")
     p.add_argument("--markdown", dest="fmt", action="store_const", const="markdown")

@@ -1,4 +1,4 @@
-"""Reporters: they only format a Report (text, json, markdown, github annotations)."""
+"""Reporters: they only format a Report (text, json, markdown, github annotations, sarif)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 from .model import Finding, Report
 
-FORMATS = ("text", "json", "markdown", "github")
+FORMATS = ("text", "json", "markdown", "github", "sarif")
 
 
 def render(report: Report, fmt: str) -> str:
@@ -18,6 +18,10 @@ def render(report: Report, fmt: str) -> str:
         return _markdown(report)
     if fmt == "github":
         return _github(report)
+    if fmt == "sarif":
+        from .sarif import render_sarif  # SARIF 2.1.0 for code scanning, its own module
+
+        return render_sarif(report)
     raise ValueError(f"unknown report format {fmt!r} (expected one of {', '.join(FORMATS)})")
 
 

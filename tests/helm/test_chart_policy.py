@@ -176,7 +176,7 @@ def test_pod_labels_and_annotations_pass_through() -> None:
     assert ann_of(r.job)["team"] == "payments"
     assert r.pod_spec["nodeSelector"] == {"kubernetes.io/os": "linux"}
     assert r.pod_spec["imagePullSecrets"] == [{"name": "ghcr"}]
-    assert r.container["image"] == "ghcr.io/OWNER/migrate-job@sha256:" + "a" * 64
+    assert r.container["image"] == "ghcr.io/migrate-job/migrate-job@sha256:" + "a" * 64
     assert r.container["args"] == ["run", "--json"]
 
 
@@ -186,7 +186,7 @@ def test_image_entrypoint_is_kept_and_run_is_the_argument() -> None:
     r = render(SCENARIOS["existing-secret-env"])
     assert "command" not in r.container
     assert r.container["args"] == ["run"]
-    assert r.container["image"] == "ghcr.io/OWNER/migrate-job:0.1.0"
+    assert r.container["image"] == "ghcr.io/migrate-job/migrate-job:0.1.0"
 
 
 # --- Pod Security Standard "restricted" ------------------------------------------------------

@@ -18,7 +18,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / ".github" / "workflows"
-EXPECTED = ["ci.yml", "release.yml", "deploy-helm.yml", "deploy-ecs.yml", "pr-lint.yml"]
+EXPECTED = ["ci.yml", "release.yml", "deploy-helm.yml", "deploy-ecs.yml", "pr-lint.yml",
+            "migrate.yml"]
 
 
 def tool(name: str, package: str) -> str:
@@ -147,8 +148,12 @@ def test_deploy_ecs_updates_the_service_only_after_the_migration() -> None:
 def test_pr_lint_annotates_changed_migrations() -> None:
     wf = load("pr-lint.yml")
     assert wf[True]["pull_request"]["paths"] == ["migrations/**"]
-    text = (WORKFLOWS / "pr-lint.yml").read_text()
-    assert "lint --format github" in text
+    lint = next(s for s in steps(wf, "lint-migrations") if s.get("id") == "lint")
+    assert lint["uses"] == "./"  # the action, whose lint mode runs `lint --format github`
+    assert lint["with"]["command"] == "lint"
+    upload = steps(wf, "lint-migrations")[step_index(steps(wf, "lint-migrations"),
+                                                     "upload-sarif")]
+    assert "always()" in upload["if"]  # the findings are uploaded above all when lint failed
 
 
 def test_compose_runs_migrate_before_api_as_a_hook_would() -> None:
