@@ -145,21 +145,28 @@ def refuse_on_integrity(ctx: Context, plan: Plan) -> None:
 
 
 def safety_gate(ctx: Context, plan: Plan, conn: psycopg.Connection[Any]) -> None:
-    from job.safety_gate import evaluate, refusal, summary_view
+    from job.rollout_gate import log_phase_hints
+    from job.safety_gate import evaluate, refusal
 
     report = evaluate(ctx.settings, plan.pending, conn, ctx.log)
-    from job.rollout_gate import log_phase_hints
 
     log_phase_hints(ctx.log, report, plan.pending)
+    _summarise_findings(ctx, report)
+    error = refusal(report, {m.id: m.transactional for m in plan.pending})
+    if error is not None:
+        raise error
+
+
+def _summarise_findings(ctx: Context, report: dict[str, Any]) -> None:
+    """Blocking and approved findings in full, the rest as counts (the summary stays bounded)."""
+    from job.safety_gate import summary_view
+
     findings, counts, omitted = summary_view(report)
     ctx.summary.findings = findings
     if counts:
         ctx.summary.extra["findings_by_rule"] = counts
     if omitted:
         ctx.summary.extra["findings_omitted"] = omitted
-    error = refusal(report, {m.id: m.transactional for m in plan.pending})
-    if error is not None:
-        raise error
 
 
 def take_backup_if_configured(ctx: Context, plan: Plan, conn: psycopg.Connection[Any]) -> None:
@@ -258,7 +265,7 @@ def _status_text(plan: Plan) -> str:
 
 def plan_command(ctx: Context, fmt: str) -> None:
     from job.rollout_gate import phase_hints, render_hints
-    from job.safety_gate import evaluate, refusal, render_plan, summary_view
+    from job.safety_gate import evaluate, refusal, render_plan
 
     found = migrations.read(ctx.settings.migrations_dir)
     conn = ctx.connect_admin(read_only=True)
@@ -272,12 +279,7 @@ def plan_command(ctx: Context, fmt: str) -> None:
     hints = phase_hints(safety, plan.pending)
     if hints:
         data["phase_hints"] = hints
-    findings, counts, omitted = summary_view(safety)
-    ctx.summary.findings = findings
-    if counts:
-        ctx.summary.extra["findings_by_rule"] = counts
-    if omitted:
-        ctx.summary.extra["findings_omitted"] = omitted
+    _summarise_findings(ctx, safety)
     text = render_plan(data, fmt)
     if fmt == "text":
         text = "\n".join([f"phase: {plan.phase}", text, *render_hints(hints),
