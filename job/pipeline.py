@@ -58,13 +58,14 @@ def run(ctx: Context) -> None:
     with ctx.lock_mutex:
         tracking.ensure_tables(conn)
         plan = make_plan(conn, found)
+    # Reported on every outcome, refusals included: what this run found pending.
+    ctx.summary.pending = [m.id for m in plan.pending]
     refuse_on_integrity(ctx, plan)
     if plan.integrity.unverified:
         tracking.adopt(conn, settings, plan.integrity.unverified)
         log.info("integrity.adopted", migrations=[m.id for m in plan.integrity.unverified],
                  reason="applied without a content checksum (e.g. by the yoyo CLI); "
                         "recording the current file's checksum")
-    ctx.summary.pending = [m.id for m in plan.pending]
     for row in plan.state.applied:
         log.debug("migration.skipped", migration=row.id, reason="already applied")
     if not plan.pending:
@@ -112,14 +113,24 @@ def safety_gate(ctx: Context, plan: Plan, conn: psycopg.Connection[Any]) -> None
         return
     ctx.summary.findings = [f for f in report.get("findings", [])]
     blocking = report.get("blocking", [])
+    for f in blocking:
+        ctx.log.error("safety.blocking_finding", rule=f.get("rule"), migration=f.get("migration"),
+                      path=f.get("path"), line=f.get("line"), message=f.get("message"),
+                      approve=approval_line(f.get("rule")))
     if blocking:
         first = blocking[0]
+        # The way out first: a refusal is read in a narrow CI log pane.
         raise SafetyRefusal(
-            f"{len(blocking)} unapproved dangerous finding(s); first: {first['rule']} in "
-            f"{first['path']}:{first['line']}: {first['message']}. Nothing was changed. Approve "
-            f"in the file with `-- migrate-job: approve {first['rule']} \"reason\"` or set "
-            "MIGRATE_ALLOW_DESTRUCTIVE=true for this deploy.",
+            f"to approve after review, add `{approval_line(first['rule'])}` to "
+            f"{first['path']} (or set MIGRATE_ALLOW_DESTRUCTIVE=true for this deploy). "
+            f"Nothing was changed: {len(blocking)} unapproved dangerous finding(s); first: "
+            f"{first['rule']} at {first['path']}:{first['line']}: {first['message']}",
             blocking=blocking)
+
+
+def approval_line(rule: Any) -> str:
+    """The directive that approves a finding of ``rule`` (job.safety.directives reads it)."""
+    return f'-- migrate-job: approve {rule} "reason"'
 
 
 def take_backup_if_configured(ctx: Context, plan: Plan, conn: psycopg.Connection[Any]) -> None:
@@ -136,13 +147,15 @@ def take_backup_if_configured(ctx: Context, plan: Plan, conn: psycopg.Connection
 
 
 def apply(ctx: Context, plan: Plan) -> None:
-    from job.applier import Applier, BlockerWatcher
+    from job.applier import Applier
+    from job.progress import StatementWatcher
 
     mig = ctx.connect_migration()
     watcher = None
-    if ctx.settings.lock_timeout > 0 and ctx.lock_conn is not None:
-        watcher = BlockerWatcher(ctx.lock_conn, ctx.lock_mutex, mig.info.backend_pid,
-                                 ctx.settings.lock_timeout).start()
+    if ctx.lock_conn is not None:
+        watcher = StatementWatcher(ctx.lock_conn, ctx.lock_mutex, mig.info.backend_pid,
+                                   ctx.settings.lock_timeout, heartbeat=ctx.settings.heartbeat,
+                                   log=ctx.log).start()
     applier = Applier(mig, ctx.settings, ctx.log, watcher)
     if ctx.settings.tx_mode == "all" and any(not m.transactional for m in plan.pending):
         ctx.log.warning("run.tx_mode_all_split", reason="non-transactional migrations split "
@@ -175,15 +188,22 @@ def verify(ctx: Context, found: MigrationSet) -> None:
 
 # -- status / plan (read-only) -------------------------------------------------------------------
 def status(ctx: Context, as_json: bool) -> None:
+    from job import views
+
     found = migrations.read(ctx.settings.migrations_dir)
     conn = ctx.connect_admin(read_only=True)
     plan = make_plan(conn, found)
     data = plan.as_dict()
     ctx.summary.pending = [m.id for m in plan.pending]
+    # For status, "applied" is what the database has (a run's summary lists what it applied).
+    ctx.summary.applied = [{"id": a["id"], "applied_at_utc": a["applied_at_utc"]}
+                           for a in data["applied"]]
     if as_json:
         print(json.dumps(data, indent=2))
     else:
-        print(_status_text(plan))
+        print(views.status_text({**data, **views.plan_extras(ctx.settings,
+                                                              ctx.summary.database)},
+                                width=views.stdout_width()))
     if plan.integrity.changed:
         raise IntegrityRefusal(
             "applied migration file(s) changed: "
@@ -193,29 +213,9 @@ def status(ctx: Context, as_json: bool) -> None:
         raise PendingMigrations(f"{len(plan.pending)} pending migration(s)")
 
 
-def _status_text(plan: Plan) -> str:
-    lines = []
-    changed = {i for i, _ in plan.integrity.changed}
-    unverified = {m.id for m in plan.integrity.unverified}
-    unknown = set(plan.integrity.unknown)
-    for r in plan.state.applied:
-        mark = ("CHANGED " if r.id in changed else "UNKNOWN " if r.id in unknown
-                else "applied " if r.id not in unverified else "applied*")
-        when = r.applied_at.strftime("%Y-%m-%d %H:%M:%S") if r.applied_at else ""
-        lines.append(f"{mark} {r.id}  {when}")
-    for m in plan.pending:
-        lines.append(f"pending  {m.id}")
-    if unverified:
-        lines.append("(* applied without a recorded checksum; `run` records it)")
-    if not lines:
-        lines.append("no migrations found and none applied")
-    lines.append(f"{len(plan.state.applied)} applied, {len(plan.pending)} pending, "
-                 f"{len(changed)} changed, {len(unknown)} unknown")
-    return "\n".join(lines)
-
-
-def plan_command(ctx: Context, fmt: str) -> None:
-    from job.safety_gate import evaluate, render_plan
+def plan_command(ctx: Context, fmt: str, verbose: bool = False) -> None:
+    from job import views
+    from job.safety_gate import evaluate
 
     found = migrations.read(ctx.settings.migrations_dir)
     conn = ctx.connect_admin(read_only=True)
@@ -224,11 +224,17 @@ def plan_command(ctx: Context, fmt: str) -> None:
         safety = evaluate(ctx.settings, plan.pending, conn, ctx.log)
     ctx.summary.pending = [m.id for m in plan.pending]
     data = plan.as_dict()
+    data.update(views.plan_extras(ctx.settings, ctx.summary.database))
+    for entry, m in zip(data["pending"], plan.pending, strict=True):
+        entry["sql"] = views.statements_of(m)
     data["safety"] = safety
-    print(render_plan(data, fmt))
+    print(views.render_plan(data, fmt, verbose=verbose, width=views.stdout_width()))
     if plan.integrity.changed:
         raise IntegrityRefusal("run would refuse: applied migration file(s) changed",
                                changed=data["changed"])
     if safety and safety.get("blocking"):
+        first = safety["blocking"][0]
         raise SafetyRefusal(f"run would refuse: {len(safety['blocking'])} unapproved "
-                            "dangerous finding(s)", blocking=safety["blocking"])
+                            f"dangerous finding(s); approve after review with "
+                            f"`{approval_line(first['rule'])}` in {first['path']}",
+                            blocking=safety["blocking"])

@@ -1,13 +1,12 @@
 """Glue between the pipeline and the safety analyser (``job.safety``).
 
 The analyser knows rules and findings; this module feeds it the pending migrations with the
-server's version and table sizes, and formats the ``plan`` output.
+server's version and table sizes. (``plan`` output is formatted by ``job.views``.)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,41 +69,3 @@ def _as_dict(obj: Any) -> dict[str, Any]:
     if isinstance(obj, dict):
         return obj
     return {"value": str(obj)}
-
-
-def render_plan(data: dict[str, Any], fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps(data, indent=2, default=str)
-    safety = data.get("safety") or {}
-    findings = safety.get("findings", [])
-    blocking = {(f["rule"], f["migration"], f["line"]) for f in safety.get("blocking", [])}
-    if fmt == "markdown":
-        lines = ["### migrate-job plan", ""]
-        if not data["pending"]:
-            lines.append("Nothing pending.")
-        else:
-            lines += ["| migration | transactional | statements | rollback |", "|---|---|---|---|"]
-            lines += [f"| `{p['id']}` | {p['transactional']} | {p['statements']} | "
-                      f"{'yes' if p['has_rollback'] else 'no'} |" for p in data["pending"]]
-        if findings:
-            lines += ["", "| | rule | migration | line | finding |", "|---|---|---|---|---|"]
-            for f in findings:
-                icon = "⛔" if (f["rule"], f["migration"], f["line"]) in blocking else "⚠️"
-                msg = str(f["message"]).replace("|", "\\|")
-                lines.append(f"| {icon} | {f['rule']} | `{f['migration']}` | {f['line']} | {msg} |")
-        return "\n".join(lines) + "\n"
-    lines = []
-    for c in data["changed"]:
-        lines.append(f"CHANGED  {c['id']} ({c['file']}): run would refuse (exit 5)")
-    if not data["pending"]:
-        lines.append("nothing pending")
-    for p in data["pending"]:
-        tx = "transactional" if p["transactional"] else "NON-transactional"
-        lines.append(f"would apply  {p['id']}  ({p['statements']} statement(s), {tx})")
-    for f in findings:
-        tag = "BLOCKING" if (f["rule"], f["migration"], f["line"]) in blocking else f["severity"]
-        approved = f" [approved: {f['approved_by']}]" if f.get("approved_by") else ""
-        lines.append(f"  {tag:8} {f['rule']} {f['path']}:{f['line']}: {f['message']}{approved}")
-    if data["post_apply"] and data["pending"]:
-        lines.append("then post-apply hooks: " + ", ".join(data["post_apply"]))
-    return "\n".join(lines)
