@@ -73,9 +73,31 @@ def configure(log_format: str | None = None, level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
-    # Libraries that log through stdlib logging (yoyo, botocore, azure) stay quiet unless asked.
-    logging.basicConfig(level=logging.WARNING if level != "debug" else logging.DEBUG,
-                        stream=stream)
+    # Libraries that log through stdlib logging (yoyo, botocore, azure) stay quiet unless asked,
+    # and what they do say goes through the same pipeline: a raw text line in a JSON stream
+    # breaks log shippers, and on a terminal it would tear the progress line.
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, _ToStructlog):
+            root.removeHandler(handler)
+    root.addHandler(_ToStructlog())
+    root.setLevel(logging.WARNING if level != "debug" else logging.DEBUG)
+    # psycopg warns "error ignored terminating Pipeline" after a failed pipelined migration,
+    # an error the applier has already reported in full.
+    logging.getLogger("psycopg").setLevel(logging.ERROR if level != "debug" else logging.DEBUG)
+
+
+class _ToStructlog(logging.Handler):
+    """stdlib logging records as ``library.log`` events (name, level, message)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            log = structlog.get_logger()
+            method = {logging.DEBUG: log.debug, logging.INFO: log.info,
+                      logging.WARNING: log.warning}.get(record.levelno, log.error)
+            method("library.log", logger=record.name, message=record.getMessage())
+        except Exception:
+            self.handleError(record)
 
 
 def is_console() -> bool:

@@ -53,9 +53,13 @@ class Summary:
         if self.error:
             data["error"] = self.error
         if self.findings:
-            # Blocking findings travel in full in ``error.blocking``; the summary counts the
-            # rest by rule (a 342-migration history made a 3.3 MB summary line otherwise).
-            # ``plan --json`` has every finding.
+            # Dangerous findings (approved: the audit trail; unapproved: the refusal) in full,
+            # every finding counted by rule: a 342-migration history's informational findings
+            # made a 3.3 MB summary line. ``plan --json`` has every finding.
+            dangerous = [{k: v for k, v in f.items() if v is not None}
+                         for f in self.findings if f.get("blocking") or f.get("approved_by")]
+            if dangerous:
+                data["findings"] = dangerous
             counts: dict[str, int] = {}
             for f in self.findings:
                 counts[str(f.get("rule"))] = counts.get(str(f.get("rule")), 0) + 1
