@@ -313,15 +313,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load(os.environ, flags)
     except ConfigError as exc:
         log.configure(flags.get("log_format") or _env_choice("MIGRATE_LOG_FORMAT"), "info")
-        _warn_unknown(log.get_logger(), unknown)
-        log.get_logger().error("config.invalid", error=exc.message,
-                               problems=exc.details.get("problems"))
+        logger = log.get_logger()
+        _warn_unknown(logger, unknown)
+        logger.error("config.invalid", error=exc.message, problems=exc.details.get("problems"))
+        _config_error_summary(logger, args.command, exc, flags)
         return exc.exit_code
     log.configure(settings.log_format, settings.log_level)
     _warn_unknown(log.get_logger(), unknown)
     if args.command == "demo":
         return _demo(settings)
     return runtime.execute(settings, args.command, _body(args.command, args, settings))
+
+
+def _config_error_summary(log: Any, command: str, exc: Any, flags: dict[str, Any]) -> None:
+    """Every command ends with migrate.summary, even when its settings did not load."""
+    from job import report
+
+    database = None
+    url = flags.get("database_url") or os.environ.get("MIGRATE_DATABASE_URL") or os.environ.get(
+        "DATABASE_URL")
+    if url:
+        from job.db import ConnParams
+
+        try:
+            database = ConnParams.from_url(url).display()
+        except Exception:
+            database = None
+    summary = report.Summary(command=command, database=database, outcome=exc.outcome,
+                             exit_code=exc.exit_code, message=exc.message)
+    log.info("migrate.summary", **summary.as_dict())
 
 
 def _env_choice(name: str) -> str | None:

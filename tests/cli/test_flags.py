@@ -69,7 +69,7 @@ def test_a_flag_given_only_before_the_command_survives_the_command_parser(option
     flag_value, _ = VALUES[option.flag]
     args, flags = cli.parse([option.flag, flag_value, "status"])
     assert flags[option.dest] is not None
-    assert getattr(args, "command") == "status"
+    assert args.command == "status"
 
 
 @pytest.mark.parametrize("position", ["before", "after"])
