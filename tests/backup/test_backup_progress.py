@@ -82,4 +82,4 @@ def test_backup_and_restore_through_the_cli_report_percent_and_eta(
     size = restored[0]["total_bytes"]
     assert all(e["total_is_estimate"] is False and e["total_bytes"] == size for e in restored)
     percents = [e["percent"] for e in restored]
-    assert percents == sorted(percents) and 0 <= percents[0] and 0 < percents[-1] <= 100
+    assert percents == sorted(percents) and percents[0] >= 0 and 0 < percents[-1] <= 100
