@@ -265,11 +265,12 @@ def _lock_retry(c: Console, ev: dict[str, Any]) -> None:
 
 
 def _hook_start(c: Console, ev: dict[str, Any]) -> None:
-    c._begin(f"h:{ev.get('hook')}", f"post-apply {ev.get('hook')} ...")
+    c._begin(f"h:{ev.get('hook')}", f"running post-apply hook {ev.get('hook')} ...")
 
 
 def _hook_done(c: Console, ev: dict[str, Any]) -> None:
-    c._finish(f"h:{ev.get('hook')}", f" {c.ok()}", f"post-apply {ev.get('hook')} ... {c.ok()}")
+    c._finish(f"h:{ev.get('hook')}", f" {c.ok()}",
+              f"running post-apply hook {ev.get('hook')} ... {c.ok()}")
 
 
 def _rollback_start(c: Console, ev: dict[str, Any]) -> None:
@@ -625,7 +626,8 @@ def summary_block(s: Mapping[str, Any], *, width: int = 100,
         w = max(len(str(a.get("id"))) for a in rows)
         for i, a in enumerate(rows):
             label = "applied" if i == 0 else ""
-            took = f"  {duration(a['duration_s'])}" if a.get("duration_s") is not None else ""
+            took = (f"  {duration(a['duration_s']):>8}" if a.get("duration_s") is not None
+                    else "")
             lines.append(f"  {label:<9} {str(a.get('id')):<{w}}{took}")
         if len(applied) > 10:
             lines.append(f"            and {len(applied) - 10} more")

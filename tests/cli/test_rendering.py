@@ -104,8 +104,8 @@ def test_summary_block_has_what_was_applied_how_long_and_the_backup():
     assert text.splitlines() == [
         "run: applied 2 migrations in 3.2 s (exit 0)",
         "  database  app@db:5432/app",
-        "  applied   0001_a       12 ms",
-        "            0002_longer  2.5 s",
+        "  applied   0001_a          12 ms",
+        "            0002_longer     2.5 s",
         "  pending   none",
         "  backup    s3://b/app/app-1.dump",
         "            1.2 MB, sha256 abababababababab…",
