@@ -16,6 +16,11 @@ def demo(settings: Settings) -> int:
     from job import pipeline
     from job.pgserver import PgServer, embedded_bin_dir
 
+    if not Path(settings.migrations_dir).is_dir():
+        raise ConfigError(
+            f"demo applies the migrations in {settings.migrations_dir}, which is not a "
+            "directory: run it where your migrations are (the repository has examples in "
+            "./migrations) or set MIGRATE_MIGRATIONS_DIR / --migrations-dir")
     bin_dir = embedded_bin_dir()
     if bin_dir is None:
         raise ConfigError("demo needs the embedded PostgreSQL: pip install 'migrate-job[demo]'")

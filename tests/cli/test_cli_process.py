@@ -164,6 +164,13 @@ def test_summary_names_the_database_when_the_command_stops_before_connecting(run
     assert "pw" not in res.stderr
 
 
+def test_demo_outside_the_repository_says_where_migrations_are_expected(run_job, tmp_path):
+    res = run_job("demo", cwd=str(tmp_path))
+    assert res.returncode == 2
+    assert "demo applies the migrations in ./migrations, which is not a directory" in res.stderr
+    assert "None" not in res.stdout + res.stderr
+
+
 def test_failure_event_carries_each_fact_once(run_job, database_url, tmp_path):
     mdir = tmp_path / "m"
     write(mdir, "0001_bad.sql",
