@@ -12,6 +12,7 @@ options on ``p``, and its body in ``_body``. Nothing else here needs to change.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Sequence
@@ -140,6 +141,14 @@ def _add_common(parser: argparse.ArgumentParser, *, hidden: bool) -> None:
                         f"{ALLOW_DESTRUCTIVE.help} (env {ALLOW_DESTRUCTIVE.env})")
 
 
+@functools.cache
+def _hidden_common() -> argparse.ArgumentParser:
+    """The global options for every command, built once and shared (``parents=``)."""
+    p = argparse.ArgumentParser(add_help=False)
+    _add_common(p, hidden=True)
+    return p
+
+
 def _command(sub: Any, name: str, summary: str, *, description: str = "",
              examples: Sequence[str] = (), exits: Sequence[int] = (0, 2, 3),
              **kwargs: Any) -> argparse.ArgumentParser:
@@ -155,8 +164,7 @@ def _command(sub: Any, name: str, summary: str, *, description: str = "",
         name, help=summary, prog=f"migrate-job {name}",
         description=description or summary[0].upper() + summary[1:] + ".",
         epilog="\n\n".join(epilog), formatter_class=argparse.RawDescriptionHelpFormatter,
-        **kwargs)
-    _add_common(p, hidden=True)
+        parents=[_hidden_common()], **kwargs)
     return p
 
 
