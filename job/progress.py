@@ -199,7 +199,8 @@ class StatementWatcher:
         progress = None
         for view, interpret in _INTERPRET.items():
             if data.get(view):
-                progress = interpret(data[view])
+                progress = {k: v for k, v in interpret(data[view]).items()
+                            if v is not None and v != ""}
                 break
         wait = (f"{data['wait_event_type']}:{data['wait_event']}"
                 if data.get("wait_event_type") else None)
