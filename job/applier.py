@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import random
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from job import redact, signals, tracking
 from job.errors import MigrationFailed
 from job.migrations import Migration, Step, line_of_error
+from job.progress import StatementWatcher
 
 if TYPE_CHECKING:
     import psycopg
@@ -28,18 +28,17 @@ if TYPE_CHECKING:
 
 LOCK_NOT_AVAILABLE = "55P03"
 
-BLOCKERS_SQL = """
-SELECT a.pid, a.application_name, host(a.client_addr), a.state,
-       left(a.query, 200), round(extract(epoch FROM now() - a.xact_start)::numeric, 1)
-FROM pg_stat_activity a WHERE a.pid = ANY(pg_blocking_pids(%s))
-"""
-
 INVALID_INDEXES_SQL = """
 SELECT n.nspname || '.' || c.relname
 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE NOT i.indisvalid AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 """
+
+
+# The watcher (blockers during lock waits, heartbeats during long statements) lives in
+# job.progress; the name it had before heartbeats stays importable.
+BlockerWatcher = StatementWatcher
 
 
 @dataclass
@@ -52,60 +51,9 @@ class Applied:
         return {"id": self.id, "duration_s": round(self.duration_s, 3)}
 
 
-class BlockerWatcher:
-    """Notes who blocks a long-waiting statement, from the lock connection, while it waits.
-
-    Once ``lock_timeout`` fires the wait is over and ``pg_blocking_pids`` is empty, so the
-    blockers must be observed during the wait.
-    """
-
-    def __init__(self, conn: psycopg.Connection[Any], mutex: threading.Lock, target_pid: int,
-                 lock_timeout: float) -> None:
-        self.conn, self.mutex, self.pid = conn, mutex, target_pid
-        self.threshold = max(0.02, lock_timeout / 3)
-        self.interval = max(0.01, min(0.5, lock_timeout / 6))
-        self.active_since: float | None = None
-        self.blockers: list[dict[str, Any]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="blocker-watcher", daemon=True)
-
-    def start(self) -> BlockerWatcher:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def begin(self) -> None:
-        self.blockers = []
-        self.active_since = time.monotonic()
-
-    def end(self) -> None:
-        self.active_since = None
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            since = self.active_since
-            if since is None or time.monotonic() - since < self.threshold:
-                continue
-            try:
-                with self.mutex:
-                    rows = self.conn.execute(BLOCKERS_SQL, (self.pid,)).fetchall()
-            except Exception:
-                continue
-            if rows and self.active_since is not None:
-                self.blockers = [
-                    {"pid": r[0], "application_name": r[1], "client_addr": r[2] or "local",
-                     "state": r[3], "query": redact.scrub(r[4] or ""), "xact_age_s": float(r[5])
-                     if r[5] is not None else None}
-                    for r in rows
-                ]
-
-
 class Applier:
     def __init__(self, conn: psycopg.Connection[Any], settings: Settings, log: Any,
-                 watcher: BlockerWatcher | None = None,
+                 watcher: StatementWatcher | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.conn = conn
         self.settings = settings
@@ -179,7 +127,7 @@ class Applier:
 
         sent: list[tuple[Migration, Step | None, Any]] = []
         if self.watcher:
-            self.watcher.begin()
+            self.watcher.begin(ms[0].id if len(ms) == 1 else None)
         try:
             try:
                 with self.conn.pipeline():
@@ -318,7 +266,7 @@ class Applier:
         if step.apply is None:
             return
         if self.watcher:
-            self.watcher.begin()
+            self.watcher.begin(m.id, step.describe())
         try:
             if step.ignore_errors in ("apply", "all") and not self.conn.autocommit:
                 try:

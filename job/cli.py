@@ -1,137 +1,351 @@
-"""Command line: parse flags into Settings, call one function per command. Nothing else."""
+"""Command line: parse flags into Settings, call one function per command. Nothing else.
+
+Global options are declared once on the main parser (default None) and again, hidden, on every
+command with ``default=SUPPRESS``: a flag given after the command lands in the namespace, one
+not given leaves the main parser's value alone. (With ``default=None`` on both, argparse lets
+the command's defaults overwrite what was typed before the command.)
+
+Adding a command: ``p = _command(sub, "name", "one line", examples=[...], exits=[...])``, its own
+options on ``p``, and its body in ``_body``. Nothing else here needs to change.
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple, NoReturn
 
 from job import __version__
 
-# Flags shared by every command; each has its CONTRACT environment variable (flags win).
-_COMMON = [
-    ("--database-url", "database_url", "PostgreSQL URL (MIGRATE_DATABASE_URL / DATABASE_URL)"),
-    ("--migrations-dir", "migrations_dir", "yoyo-format migrations (MIGRATE_MIGRATIONS_DIR)"),
-    ("--secret-source", "secret_source", "env|file|aws|azure (MIGRATE_SECRET_SOURCE)"),
-    ("--db-wait", "db_wait", "how long to wait for the database (MIGRATE_DB_WAIT)"),
-    ("--lock-wait", "lock_wait", "how long to wait for the migration lock (MIGRATE_LOCK_WAIT)"),
-    ("--lock-timeout", "lock_timeout", "lock_timeout of migration statements"),
-    ("--lock-retries", "lock_retries", "retries after lock_timeout (MIGRATE_LOCK_RETRIES)"),
-    ("--statement-timeout", "statement_timeout", "statement_timeout of migration statements"),
-    ("--tx-mode", "tx_mode", "each|all (MIGRATE_TX_MODE)"),
-    ("--backup", "backup", "none|file:///path|s3://bucket/prefix|azblob://account/container/prefix"),
-    ("--on-unknown", "on_unknown", "warn|fail (MIGRATE_ON_UNKNOWN)"),
-    ("--log-format", "log_format", "json|console (MIGRATE_LOG_FORMAT)"),
-    ("--log-level", "log_level", "debug|info|warning|error (MIGRATE_LOG_LEVEL)"),
-    ("--termination-log", "termination_log", "summary file (MIGRATE_TERMINATION_LOG)"),
-    ("--config-dir", "config_dir", "where migrate-job.toml / pyproject.toml live"),
-]
+DOCS = "https://github.com/migrate-job/migrate-job/blob/main/docs/cli.md"
+
+
+class Option(NamedTuple):
+    flag: str
+    dest: str  # the Settings field
+    env: str  # the environment variable behind it
+    help: str
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = None
+
+
+# Flags shared by every command, each with its CONTRACT environment variable (flags win).
+COMMON: tuple[Option, ...] = (
+    Option("--database-url", "database_url", "MIGRATE_DATABASE_URL",
+           "PostgreSQL URL; else DATABASE_URL, else libpq PG* variables", metavar="URL"),
+    Option("--migrations-dir", "migrations_dir", "MIGRATE_MIGRATIONS_DIR",
+           "directory of yoyo-format migrations [./migrations]", metavar="DIR"),
+    Option("--secret-source", "secret_source", "MIGRATE_SECRET_SOURCE",
+           "where the database credentials come from [env]", ("env", "file", "aws", "azure")),
+    Option("--db-wait", "db_wait", "MIGRATE_DB_WAIT",
+           "how long to retry connecting before exit 3 [60s]", metavar="DURATION"),
+    Option("--lock-wait", "lock_wait", "MIGRATE_LOCK_WAIT",
+           "how long to wait for another runner's migration lock before exit 4 [10m]",
+           metavar="DURATION"),
+    Option("--lock-timeout", "lock_timeout", "MIGRATE_LOCK_TIMEOUT",
+           "PostgreSQL lock_timeout of migration statements [5s]", metavar="DURATION"),
+    Option("--lock-retries", "lock_retries", "MIGRATE_LOCK_RETRIES",
+           "retries of a migration that hit lock_timeout [5]", metavar="N"),
+    Option("--statement-timeout", "statement_timeout", "MIGRATE_STATEMENT_TIMEOUT",
+           "PostgreSQL statement_timeout of migration statements [0: none]",
+           metavar="DURATION"),
+    Option("--phase", "phase", "MIGRATE_PHASE",
+           "pre: before the new version starts; post: after it is live; all: both [all]",
+           ("pre", "post", "all")),
+    Option("--heartbeat", "heartbeat", "MIGRATE_HEARTBEAT",
+           "progress event interval during long statements, backups, restores [10s; 0: off]",
+           metavar="DURATION"),
+    Option("--tx-mode", "tx_mode", "MIGRATE_TX_MODE",
+           "one transaction per migration, or all pending in one [each]", ("each", "all")),
+    Option("--backup", "backup", "MIGRATE_BACKUP",
+           "none | file:///path | s3://bucket/prefix | azblob://account/container/prefix [none]",
+           metavar="URI"),
+    Option("--on-unknown", "on_unknown", "MIGRATE_ON_UNKNOWN",
+           "applied migrations this image does not know [warn]", ("warn", "fail")),
+    Option("--log-format", "log_format", "MIGRATE_LOG_FORMAT",
+           "[console on a terminal, else json]", ("json", "console")),
+    Option("--log-level", "log_level", "MIGRATE_LOG_LEVEL",
+           "[info]", ("debug", "info", "warning", "error")),
+    Option("--termination-log", "termination_log", "MIGRATE_TERMINATION_LOG",
+           "file for the one-line JSON summary [/dev/termination-log in Kubernetes]",
+           metavar="PATH"),
+    Option("--config-dir", "config_dir", "MIGRATE_CONFIG_DIR",
+           "where migrate-job.toml / pyproject.toml are read [.]", metavar="DIR"),
+)
+ALLOW_DESTRUCTIVE = Option("--allow-destructive", "allow_destructive",
+                           "MIGRATE_ALLOW_DESTRUCTIVE",
+                           "approve every destructive finding of this deploy (prefer per-file "
+                           "approvals)")
+
+EXIT_CODES = {
+    0: "success (applied, or nothing to do)",
+    2: "usage or configuration error (nothing changed)",
+    3: "database unreachable or authentication failed within --db-wait",
+    4: "another runner held the migration lock past --lock-wait",
+    5: "integrity refusal: an applied file changed, or an unknown applied migration",
+    6: "safety refusal: an unapproved dangerous finding",
+    7: "backup failed or could not be verified (nothing migrated)",
+    8: "a migration failed (message: migration, file:line, SQLSTATE, detail, hint)",
+    9: "verification after apply failed",
+    10: "status: pending migrations exist",
+    130: "interrupted (SIGINT; 143: SIGTERM): statement cancelled, lock released",
+}
+RUN_EXITS = (0, 2, 3, 4, 5, 6, 7, 8, 9, 130)
+
+
+def _exit_text(codes: Sequence[int]) -> str:
+    return "exit codes:\n" + "\n".join(f"  {c:<4} {EXIT_CODES[c]}" for c in codes)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a did-you-mean for mistyped options."""
+
+    def error(self, message: str) -> NoReturn:
+        if "unrecognized arguments:" in message:
+            import difflib
+
+            known = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
+            known += [o.flag for o in (*COMMON, ALLOW_DESTRUCTIVE)]
+            for token in message.split(":", 1)[1].split():
+                close = difflib.get_close_matches(token.split("=")[0], known, n=1)
+                if token.startswith("--") and close:
+                    message += f" (did you mean {close[0]}?)"
+        super().error(message)
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        # The command positional: a did-you-mean instead of a list of every command.
+        if (isinstance(action, argparse._SubParsersAction) and action.choices is not None
+                and value not in action.choices):
+            import difflib
+
+            close = difflib.get_close_matches(value, list(action.choices), n=1)
+            hint = f"did you mean `{close[0]}`?" if close else "see `migrate-job --help`"
+            raise argparse.ArgumentError(action, f"unknown command {value!r}: {hint}")
+        super()._check_value(action, value)
+
+
+def _add_common(parser: argparse.ArgumentParser, *, hidden: bool) -> None:
+    """The global options: listed in the main help, accepted silently after any command."""
+    target: Any = parser if hidden else parser.add_argument_group(
+        "global options (before or after the command; a flag wins over its variable)")
+    for o in COMMON:
+        kwargs: dict[str, Any] = {"dest": o.dest, "metavar": o.metavar}
+        if o.choices:
+            # Case-insensitive like the environment variables; the parser enforces the choices.
+            kwargs.update(choices=o.choices, type=str.lower, metavar="{" + ",".join(o.choices) + "}")
+        target.add_argument(o.flag, **kwargs, default=argparse.SUPPRESS if hidden else None,
+                            help=argparse.SUPPRESS if hidden else f"{o.help} (env {o.env})")
+    target.add_argument(ALLOW_DESTRUCTIVE.flag, dest="allow_destructive", action="store_const",
+                        const="true", default=argparse.SUPPRESS if hidden else None,
+                        help=argparse.SUPPRESS if hidden else
+                        f"{ALLOW_DESTRUCTIVE.help} (env {ALLOW_DESTRUCTIVE.env})")
+
+
+@functools.cache
+def _hidden_common() -> argparse.ArgumentParser:
+    """The global options for every command, built once and shared (``parents=``)."""
+    p = argparse.ArgumentParser(add_help=False)
+    _add_common(p, hidden=True)
+    return p
+
+
+def _command(sub: Any, name: str, summary: str, *, description: str = "",
+             examples: Sequence[str] = (), exits: Sequence[int] = (0, 2, 3),
+             **kwargs: Any) -> argparse.ArgumentParser:
+    """One command: its help line, a description, examples, its exit codes, the docs pointer."""
+    epilog = []
+    if examples:
+        epilog.append("examples:\n" + "\n".join(f"  {e}" for e in examples))
+    epilog.append(_exit_text(exits))
+    epilog.append("Global options (--database-url, --migrations-dir, --lock-wait, ...; see "
+                  "`migrate-job --help`)\nwork before or after the command.")
+    epilog.append(f"docs: {DOCS}")
+    p: argparse.ArgumentParser = sub.add_parser(
+        name, help=summary, prog=f"migrate-job {name}",
+        description=description or summary[0].upper() + summary[1:] + ".",
+        epilog="\n\n".join(epilog), formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_hidden_common()], **kwargs)
+    return p
+
+
+def _yes(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--yes", action="store_true",
+                   help="do it without asking (required when stdin is not a terminal)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    for flag, dest, help_text in _COMMON:
-        common.add_argument(flag, dest=dest, default=None, help=help_text)
-    common.add_argument("--allow-destructive", dest="allow_destructive", action="store_const",
-                        const="true", default=None,
-                        help="approve every destructive finding (MIGRATE_ALLOW_DESTRUCTIVE)")
-
-    parser = argparse.ArgumentParser(
-        prog="migrate-job", description="Deploy-time PostgreSQL migrations.", parents=[common])
+    parser = _Parser(
+        prog="migrate-job", usage="migrate-job [global options] COMMAND [options]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Deploy-time PostgreSQL migrations: locked, atomic, verified, observable.",
+        epilog="examples:\n  migrate-job plan                  what `run` would do (read-only)\n"
+               "  migrate-job run                   apply what is pending\n"
+               "  migrate-job status --database-url postgresql://app@db/app\n"
+               "  migrate-job run --help            a command's own options and examples\n\n"
+               + _exit_text((0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 130))
+               + "\n  11/12/124 ecs-run only (see `migrate-job ecs-run --help`)\n\n"
+               "Every global option has an environment variable (shown); an unknown MIGRATE_* "
+               "variable is\nreported with the closest known name. Logs go to stderr, results "
+               f"to stdout.\n\ndocs: {DOCS}")
     parser.add_argument("--version", action="version", version=f"migrate-job {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_common(parser, hidden=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands",
+                                parser_class=_Parser)
 
-    p = sub.add_parser("run", parents=[common], help="the deploy pipeline (default)")
-    _phase_flag(p)
-    p = sub.add_parser("exec", parents=[common],
-                       help="entrypoint mode: run, then replace this process with CMD "
-                            "(exec [--phase pre] -- CMD ARG...)")
-    _phase_flag(p)
-    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARG...")
-    p = sub.add_parser("status", parents=[common],
-                       help="applied/pending/changed; exit 10 if pending")
-    p.add_argument("--json", action="store_true")
-    p = sub.add_parser("history", parents=[common], help="the recorded runs, newest first")
+    _command(sub, "run", "the deploy pipeline (the image's default command)",
+             description="The deploy pipeline: settings, secrets, wait for the database, lock, "
+                         "integrity,\nplan, safety gate, backup (if configured and something is "
+                         "pending), apply, verify,\nreport.",
+             examples=["migrate-job run",
+                       "migrate-job run --backup s3://backups/app --lock-timeout 3s",
+                       "MIGRATE_TX_MODE=all migrate-job run    # all pending in one transaction"],
+             exits=RUN_EXITS)
+
+    p = _command(sub, "exec", "entrypoint mode: run, then replace this process with CMD",
+                 description="Entrypoint mode: the `run` pipeline, then (only on exit 0) this "
+                             "process is replaced by\nCMD, which keeps its PID and receives "
+                             "signals directly. Replicas starting together\nwait on the lock, "
+                             "find nothing pending and start at once.",
+                 examples=["migrate-job exec -- node server.js",
+                           "migrate-job exec --phase pre -- gunicorn app:app"],
+                 exits=RUN_EXITS, usage="migrate-job exec [options] -- CMD [ARG...]")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARG...",
+                   help="the application to start once migrations are applied")
+
+    p = _command(sub, "status", "applied, pending, changed and unknown migrations (read-only)",
+                 examples=["migrate-job status", "migrate-job status --json | jq '.pending'"],
+                 exits=(0, 2, 3, 5, 10))
+    p.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+
+    p = _command(sub, "history", "the recorded runs, newest first (read-only)",
+                 examples=["migrate-job history", "migrate-job history --limit 5 --json"],
+                 exits=(0, 2, 3))
     p.add_argument("--json", action="store_true", help="JSON even on a terminal")
-    p.add_argument("--limit", type=int, default=None, help="how many runs (default 20)")
-    p = sub.add_parser("plan", parents=[common], help="what run would do (read-only)")
-    _phase_flag(p)
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="how many runs [20]")
+
+    p = _command(sub, "plan", "what `run` would do, with its safety findings (read-only)",
+                 description="What `run` would do: the target database, the phase, the backup "
+                             "setting, and each\npending migration with its statements and "
+                             "safety findings, with the approval line\nto add for each "
+                             "unapproved one. Runs in a read-only transaction.",
+                 examples=["migrate-job plan", "migrate-job plan --verbose     # the full SQL",
+                           "migrate-job plan --markdown >> \"$GITHUB_STEP_SUMMARY\""],
+                 exits=(0, 2, 3, 5, 6))
     fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--json", dest="fmt", action="store_const", const="json")
-    fmt.add_argument("--markdown", dest="fmt", action="store_const", const="markdown")
-    p = sub.add_parser("lint", parents=[common], help="offline safety analysis of files")
-    p.add_argument("paths", nargs="+")
-    p.add_argument("--format", dest="fmt", choices=["text", "json", "markdown", "github", "sarif"],
-                   default="text")
-    p.add_argument("--json", dest="fmt", action="store_const", const="json")
-    p.add_argument("--markdown", dest="fmt", action="store_const", const="markdown")
-    p.add_argument("--pg-version", type=int, default=None, help="server major version, e.g. 16")
+    fmt.add_argument("--json", dest="fmt", action="store_const", const="json",
+                     help="machine-readable plan on stdout")
+    fmt.add_argument("--markdown", dest="fmt", action="store_const", const="markdown",
+                     help="a Markdown table (pull-request comments, job summaries)")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="show each statement's full SQL, not only its first line")
+
+    p = _command(sub, "lint", "safety analysis of migration files, no database needed",
+                 examples=["migrate-job lint migrations/",
+                           "migrate-job lint --format github migrations/0042_drop_col.sql"],
+                 exits=(0, 2, 6))
+    p.add_argument("paths", nargs="+", metavar="PATH", help="migration files or directories")
+    p.add_argument("--format", dest="fmt",
+                   choices=["text", "json", "markdown", "github", "sarif"],
+                   default="text", help="output format [text]")
+    p.add_argument("--json", dest="fmt", action="store_const", const="json",
+                   help="same as --format json")
+    p.add_argument("--markdown", dest="fmt", action="store_const", const="markdown",
+                   help="same as --format markdown")
+    p.add_argument("--pg-version", type=int, default=None, metavar="N",
+                   help="server major version the rules assume, e.g. 16 [14]")
     p.add_argument("--assume-applied", default=None, metavar="ID",
-                   help="treat the migrations up to ID (run order) as applied already")
-    p = sub.add_parser("new", parents=[common], help="create a migration and its rollback")
-    p.add_argument("name")
-    p = sub.add_parser("rollback", parents=[common], help="roll back the last applied migrations")
+                   help="treat the migrations up to ID (run order) as applied already: only "
+                        "the later ones are judged (pull requests)")
+
+    p = _command(sub, "new", "create a migration and its rollback script",
+                 examples=["migrate-job new 'add orders status'"], exits=(0, 2))
+    p.add_argument("name", help="what the migration does; becomes the file name's slug")
+
+    p = _command(sub, "rollback", "roll back the last applied migrations",
+                 examples=["migrate-job rollback --yes", "migrate-job rollback --count 2 --yes",
+                           "migrate-job rollback --to 0003_add_index --yes"],
+                 exits=(0, 2, 3, 4, 5, 6, 7, 8))
     grp = p.add_mutually_exclusive_group()
-    grp.add_argument("--count", type=int, default=None)
-    grp.add_argument("--to", default=None, help="roll back until ID is the newest applied")
-    p.add_argument("--yes", action="store_true")
-    p = sub.add_parser("undo", parents=[common],
-                       help="revert what one run applied (default: the last run that applied "
-                            "something)")
+    grp.add_argument("--count", type=int, default=None, metavar="N",
+                     help="how many of the newest applied migrations [1]")
+    grp.add_argument("--to", default=None, metavar="ID",
+                     help="roll back until ID is the newest applied migration")
+    _yes(p)
+
+    p = _command(sub, "undo", "revert what one run applied (default: the last that applied any)",
+                 examples=["migrate-job undo --yes", "migrate-job history   # find a RUN_ID",
+                           "migrate-job undo 3f2a9c1e --restore --yes"],
+                 exits=(0, 2, 3, 4, 5, 6, 7, 8))
     p.add_argument("run_id", nargs="?", default=None, metavar="RUN_ID",
                    help="a run id or a unique prefix of it (see `history`)")
     p.add_argument("--restore", action="store_true",
                    help="restore the backup that run took instead of its rollback scripts")
-    p.add_argument("--yes", action="store_true")
-    for name, help_text in (("mark", "record migrations as applied without running them"),
-                            ("unmark", "forget applied migrations without rolling back"),
-                            ("accept-changes", "re-record checksums of reviewed edits")):
-        p = sub.add_parser(name, parents=[common], help=help_text)
-        p.add_argument("ids", nargs="+", metavar="ID")
-        p.add_argument("--yes", action="store_true")
-    _adopt_parsers(sub, common)
-    sub.add_parser("backup", parents=[common], help="take and verify a backup now")
-    p = sub.add_parser("restore", parents=[common], help="restore a backup")
-    p.add_argument("uri")
-    p.add_argument("--yes", action="store_true")
-    sub.add_parser("demo", parents=[common], help="run against an embedded PostgreSQL")
+    _yes(p)
+
+    for name, summary, example in (
+            ("mark", "record migrations as applied without running them",
+             "migrate-job mark 0001_initial 0002_users --yes"),
+            ("unmark", "forget applied migrations without rolling them back",
+             "migrate-job unmark 0007_bad --yes"),
+            ("accept-changes", "re-record the checksum of a reviewed edit",
+             "migrate-job accept-changes 0004_orders --yes")):
+        p = _command(sub, name, summary, examples=[example], exits=(0, 2, 3, 4, 5))
+        p.add_argument("ids", nargs="+", metavar="ID", help="migration ids (file names "
+                       "without .sql)")
+        _yes(p)
+
+    _adopt_parsers(sub)
+
+    _command(sub, "backup", "take and verify a backup now",
+             examples=["migrate-job backup --backup file:///var/backups/app"],
+             exits=(0, 2, 3, 4, 7))
+    p = _command(sub, "restore", "restore a backup taken by `backup` or `run`",
+                 examples=["migrate-job restore s3://backups/app/app-20260101T000000Z-ab12cd.dump"
+                           " --yes"], exits=(0, 2, 3, 4, 7))
+    p.add_argument("uri", help="the dump's URI, as logged by backup.verified")
+    _yes(p)
+
+    _command(sub, "demo", "run the real pipeline against an embedded PostgreSQL",
+             examples=["migrate-job demo"], exits=(0, 2, 8))
     # Its own flags are parsed by job.ecs, imported only when this command runs.
-    p = sub.add_parser("ecs-run", add_help=False,
+    p = sub.add_parser("ecs-run", add_help=False, prog="migrate-job ecs-run",
                        help="run the migration ECS task and wait for it (ecs-run --help)")
     p.add_argument("ecs_args", nargs=argparse.REMAINDER)
     return parser
 
 
-def _adopt_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+def _adopt_parsers(sub: Any) -> None:
     from job.adopt import IMPORTERS
 
     def shared(p: argparse.ArgumentParser) -> None:
         p.add_argument("--schema", dest="schemas", action="append", default=[],
-                       metavar="SCHEMA", help="schema to baseline (repeatable; default: the "
-                       "current schema)")
-        p.add_argument("--dry-run", action="store_true", help="print, change nothing")
-        p.add_argument("--yes", action="store_true")
+                       metavar="SCHEMA", help="schema to adopt (repeatable) [the current "
+                       "schema]")
+        p.add_argument("--dry-run", action="store_true", help="print what would happen, change "
+                       "nothing")
+        _yes(p)
 
-    p = sub.add_parser("baseline", parents=[common],
-                       help="write the current schema as a migration and mark it applied")
-    p.add_argument("--name", default="baseline", help="migration name (default: baseline)")
+    p = _command(sub, "baseline", "write the current schema as a migration and mark it applied",
+                 examples=["migrate-job baseline --yes",
+                           "migrate-job baseline --schema app --schema billing --dry-run"],
+                 exits=(0, 2, 3, 4, 5))
+    p.add_argument("--name", default="baseline", help="migration name [baseline]")
     p.add_argument("--force", action="store_true",
                    help="even though migrations are applied or files exist")
     shared(p)
-    p = sub.add_parser("import", parents=[common],
-                       help="convert another tool's history and mark what it applied")
+    p = _command(sub, "import", "convert another tool's history and mark what it applied",
+                 examples=["migrate-job import --from flyway --source db/migration",
+                           "migrate-job import --from prisma --source prisma/migrations --yes"],
+                 exits=(0, 2, 3, 4, 5))
     p.add_argument("--from", dest="tool", required=True, choices=list(IMPORTERS))
-    p.add_argument("--source", default=None, help="the tool's migrations directory")
-    p.add_argument("--table", default=None, help="its history table, [SCHEMA.]NAME")
+    p.add_argument("--source", default=None, metavar="DIR",
+                   help="the tool's migrations directory")
+    p.add_argument("--table", default=None, metavar="[SCHEMA.]NAME",
+                   help="its history table [the tool's default]")
     shared(p)
-
-
-def _phase_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--phase", dest="phase", choices=["pre", "post", "all"], default=None,
-                   help="pre: before the new version starts; post: after it is live; all "
-                        "(MIGRATE_PHASE, default all)")
 
 
 def _ecs_run(argv: Sequence[str]) -> int:
@@ -143,39 +357,86 @@ def _ecs_run(argv: Sequence[str]) -> int:
     return ecs.main(parser.parse_args(argv))
 
 
+def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, Any]]:
+    """Parse argv; returns the namespace and the Settings overrides the person typed."""
+    args = build_parser().parse_args(list(argv))
+    flags = {o.dest: getattr(args, o.dest, None) for o in (*COMMON, ALLOW_DESTRUCTIVE)}
+    return args, flags
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["ecs-run"]:
         return _ecs_run(argv[1:])
-    args = build_parser().parse_args(argv)
-    command = args.command or "run"
+    if not argv:
+        # Never a silent default command: typing the tool's name in a shell where the
+        # application's DATABASE_URL is set must not migrate anything.
+        build_parser().print_help(sys.stderr)
+        return 2
+    args, flags = parse(argv)
+    if args.command is None:
+        build_parser().error("a command is required: see `migrate-job --help`")
+    if args.command == "ecs-run":
+        return _ecs_run(args.ecs_args)
 
     from job import log, runtime
     from job.errors import ConfigError
-    from job.settings import load
+    from job.settings import load, unknown_variables
 
-    flags = {dest: getattr(args, dest, None) for _, dest, _ in _COMMON}
-    flags["allow_destructive"] = getattr(args, "allow_destructive", None)
-    flags["phase"] = getattr(args, "phase", None)
-    if command == "exec":
+    if args.command == "exec":
         from job import entrypoint
 
-        cmd = entrypoint.target_command(getattr(args, "cmd", []))  # exit 2 before connecting
+        cmd = entrypoint.target_command(args.cmd)  # exit 2 before connecting
+
+    unknown = unknown_variables(os.environ)
     try:
         settings = load(os.environ, flags)
     except ConfigError as exc:
-        log.configure(os.environ.get("MIGRATE_LOG_FORMAT"), "info")
-        log.get_logger().error("config.invalid", error=exc.message, problems=exc.details.get(
-            "problems"))
-        print(f"migrate-job: {exc.message}", file=sys.stderr)
+        log.configure(flags.get("log_format") or _env_choice("MIGRATE_LOG_FORMAT"), "info")
+        logger = log.get_logger()
+        _warn_unknown(logger, unknown)
+        logger.error("config.invalid", error=exc.message, problems=exc.details.get("problems"))
+        _config_error_summary(logger, args.command, exc, flags)
         return exc.exit_code
     log.configure(settings.log_format, settings.log_level)
-    if command == "demo":
+    _warn_unknown(log.get_logger(), unknown)
+    if args.command == "demo":
         return _demo(settings)
-    if command == "exec":
-        code = runtime.execute(settings, command, _body("run", args, settings))
+    if args.command == "exec":
+        code = runtime.execute(settings, "exec", _body("run", args, settings))
         return entrypoint.replace_process(code, cmd)
-    return runtime.execute(settings, command, _body(command, args, settings))
+    return runtime.execute(settings, args.command, _body(args.command, args, settings))
+
+
+def _config_error_summary(log: Any, command: str, exc: Any, flags: dict[str, Any]) -> None:
+    """Every command ends with migrate.summary, even when its settings did not load."""
+    from job import report
+
+    database = None
+    url = flags.get("database_url") or os.environ.get("MIGRATE_DATABASE_URL") or os.environ.get(
+        "DATABASE_URL")
+    if url:
+        from job.db import ConnParams
+
+        try:
+            database = ConnParams.from_url(url).display()
+        except Exception:
+            database = None
+    summary = report.Summary(command=command, database=database, outcome=exc.outcome,
+                             exit_code=exc.exit_code, message=exc.message)
+    log.info("migrate.summary", **summary.as_dict())
+
+
+def _env_choice(name: str) -> str | None:
+    value = os.environ.get(name, "").strip().lower()
+    return value if value in ("json", "console") else None
+
+
+def _warn_unknown(log: Any, unknown: list[tuple[str, str | None]]) -> None:
+    for name, close in unknown:
+        log.warning("config.unknown_variable", variable=name, did_you_mean=close,
+                    message=f"{name} is not a migrate-job setting"
+                            + (f"; did you mean {close}?" if close else " (ignored)"))
 
 
 def _body(command: str, args: argparse.Namespace, settings: Any) -> Any:
@@ -196,7 +457,7 @@ def _body(command: str, args: argparse.Namespace, settings: Any) -> Any:
         "status": lambda ctx: pipeline.status(ctx, args.json),
         "history": lambda ctx: _history(ctx, args),
         "undo": lambda ctx: _undo(ctx, args, confirm),
-        "plan": lambda ctx: pipeline.plan_command(ctx, args.fmt or "text"),
+        "plan": lambda ctx: pipeline.plan_command(ctx, args.fmt or "text", verbose=args.verbose),
         "lint": lambda ctx: _lint(ctx, args),
         "new": lambda ctx: _new(ctx, args.name),
         "rollback": lambda ctx: commands.rollback(ctx, args.count, args.to, confirm),

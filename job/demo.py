@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from job import report, runtime
+from job import log, report, runtime
 from job.errors import ConfigError
 from job.settings import Settings
 
@@ -16,6 +16,11 @@ def demo(settings: Settings) -> int:
     from job import pipeline
     from job.pgserver import PgServer, embedded_bin_dir
 
+    if not Path(settings.migrations_dir).is_dir():
+        raise ConfigError(
+            f"demo applies the migrations in {settings.migrations_dir}, which is not a "
+            "directory: run it where your migrations are (the repository has examples in "
+            "./migrations) or set MIGRATE_MIGRATIONS_DIR / --migrations-dir")
     bin_dir = embedded_bin_dir()
     if bin_dir is None:
         raise ConfigError("demo needs the embedded PostgreSQL: pip install 'migrate-job[demo]'")
@@ -35,11 +40,11 @@ def demo(settings: Settings) -> int:
         )
         print(f"Applying the migrations in {settings.migrations_dir} ...\n", flush=True)
         code = runtime.execute(demo_settings, "run", pipeline.run)
-        print("\n" + report.console(runtime.last_summary()))
+        _show(runtime.last_summary())
         if code == 0:
             print("\nRunning again (must be a no-op) ...", flush=True)
             code = runtime.execute(demo_settings, "run", pipeline.run)
-            print(report.console(runtime.last_summary()))
+            _show(runtime.last_summary())
             print("\nstatus:")
             runtime.execute(demo_settings, "status",
                             lambda ctx: pipeline.status(ctx, as_json=False))
@@ -49,3 +54,9 @@ def demo(settings: Settings) -> int:
     finally:
         server.destroy()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _show(summary: dict[str, object]) -> None:
+    """The summary block on stdout, unless the log on the terminal just showed it."""
+    if not log.is_console():
+        print("\n" + report.console(summary), flush=True)

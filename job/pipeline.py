@@ -79,8 +79,9 @@ def run(ctx: Context) -> None:
     with ctx.lock_mutex:
         tracking.ensure_tables(conn)
         plan = make_plan(conn, found)
-    refuse_on_integrity(ctx, plan)
+    # Reported on every outcome, refusals included: what this run found pending.
     ctx.summary.pending = [m.id for m in plan.pending]
+    refuse_on_integrity(ctx, plan)
     ctx.summary.extra["phase"] = settings.phase
     plan.select_phase(settings.phase)
     if plan.integrity.unverified:
@@ -183,13 +184,15 @@ def take_backup_if_configured(ctx: Context, plan: Plan, conn: psycopg.Connection
 
 
 def apply(ctx: Context, plan: Plan) -> None:
-    from job.applier import Applier, BlockerWatcher
+    from job.applier import Applier
+    from job.progress import StatementWatcher
 
     mig = ctx.connect_migration()
     watcher = None
-    if ctx.settings.lock_timeout > 0 and ctx.lock_conn is not None:
-        watcher = BlockerWatcher(ctx.lock_conn, ctx.lock_mutex, mig.info.backend_pid,
-                                 ctx.settings.lock_timeout).start()
+    if ctx.lock_conn is not None:
+        watcher = StatementWatcher(ctx.lock_conn, ctx.lock_mutex, mig.info.backend_pid,
+                                   ctx.settings.lock_timeout, heartbeat=ctx.settings.heartbeat,
+                                   log=ctx.log).start()
     applier = Applier(mig, ctx.settings, ctx.log, watcher)
     if ctx.settings.tx_mode == "all" and any(not m.transactional for m in plan.pending):
         ctx.log.warning("run.tx_mode_all_split", reason="non-transactional migrations split "
@@ -224,15 +227,22 @@ def verify(ctx: Context, found: MigrationSet, plan: Plan) -> None:
 
 # -- status / plan (read-only) -------------------------------------------------------------------
 def status(ctx: Context, as_json: bool) -> None:
+    from job import views
+
     found = migrations.read(ctx.settings.migrations_dir)
     conn = ctx.connect_admin(read_only=True)
     plan = make_plan(conn, found)
     data = plan.as_dict()
     ctx.summary.pending = [m.id for m in plan.pending]
+    # For status, "applied" is what the database has (a run's summary lists what it applied).
+    ctx.summary.applied = [{"id": a["id"], "applied_at_utc": a["applied_at_utc"]}
+                           for a in data["applied"]]
     if as_json:
         print(json.dumps(data, indent=2))
     else:
-        print(_status_text(plan))
+        print(views.status_text({**data, **views.plan_extras(ctx.settings,
+                                                              ctx.summary.database)},
+                                width=views.stdout_width()))
     if plan.integrity.changed:
         raise IntegrityRefusal(
             "applied migration file(s) changed: "
@@ -242,30 +252,10 @@ def status(ctx: Context, as_json: bool) -> None:
         raise PendingMigrations(f"{len(plan.pending)} pending migration(s)")
 
 
-def _status_text(plan: Plan) -> str:
-    lines = []
-    changed = {i for i, _ in plan.integrity.changed}
-    unverified = {m.id for m in plan.integrity.unverified}
-    unknown = set(plan.integrity.unknown)
-    for r in plan.state.applied:
-        mark = ("CHANGED " if r.id in changed else "UNKNOWN " if r.id in unknown
-                else "applied " if r.id not in unverified else "applied*")
-        when = r.applied_at.strftime("%Y-%m-%d %H:%M:%S") if r.applied_at else ""
-        lines.append(f"{mark} {r.id}  {when}")
-    for m in plan.pending:
-        lines.append(f"pending  {m.id}  ({m.phase})")
-    if unverified:
-        lines.append("(* applied without a recorded checksum; `run` records it)")
-    if not lines:
-        lines.append("no migrations found and none applied")
-    lines.append(f"{len(plan.state.applied)} applied, {len(plan.pending)} pending, "
-                 f"{len(changed)} changed, {len(unknown)} unknown")
-    return "\n".join(lines)
-
-
-def plan_command(ctx: Context, fmt: str) -> None:
+def plan_command(ctx: Context, fmt: str, verbose: bool = False) -> None:
+    from job import views
     from job.rollout_gate import phase_hints, render_hints
-    from job.safety_gate import evaluate, refusal, render_plan
+    from job.safety_gate import evaluate, refusal
 
     found = migrations.read(ctx.settings.migrations_dir)
     conn = ctx.connect_admin(read_only=True)
@@ -275,15 +265,17 @@ def plan_command(ctx: Context, fmt: str) -> None:
         plan.select_phase(ctx.settings.phase)
         safety = evaluate(ctx.settings, plan.pending, conn, ctx.log)
     data = plan.as_dict(safety.pop("statements_by_migration", None))
+    data.update(views.plan_extras(ctx.settings, ctx.summary.database))
+    for entry, m in zip(data["pending"], plan.pending, strict=True):
+        entry["sql"] = views.statements_of(m)
     data["safety"] = safety
     hints = phase_hints(safety, plan.pending)
     if hints:
         data["phase_hints"] = hints
     _summarise_findings(ctx, safety)
-    text = render_plan(data, fmt)
+    text = views.render_plan(data, fmt, verbose=verbose, width=views.stdout_width())
     if fmt == "text":
-        text = "\n".join([f"phase: {plan.phase}", text, *render_hints(hints),
-                          *_deferred_lines(plan)])
+        text = "\n".join([text, *render_hints(hints), *_deferred_lines(plan)])
     print(text)
     if plan.integrity.changed:
         raise IntegrityRefusal("run would refuse: applied migration file(s) changed",

@@ -128,7 +128,7 @@ def execute(settings: Settings, command: str, body: Callable[[Context], None]) -
     """Run one command body at the edge and return its exit code."""
     log = get_logger()
     ctx = Context(settings=settings, command=command, log=log,
-                  summary=report.Summary(command=command))
+                  summary=report.Summary(command=command, database=configured_database(settings)))
     signals.install()
     redact.add(settings.notify_url)  # webhook URLs carry their credential in the path
     exit_code = 0
@@ -140,11 +140,14 @@ def execute(settings: Settings, command: str, body: Callable[[Context], None]) -
     except JobError as exc:
         exit_code = exc.exit_code
         ctx.summary.outcome = exc.outcome
-        ctx.summary.message = redact.scrub(exc.message)
-        if exc.details:
-            ctx.summary.error = redact.scrub_obj(dict(exc.details))
+        message, details = report.dedupe_error(redact.scrub(exc.message), dict(exc.details))
+        ctx.summary.message = message
+        if details:
+            ctx.summary.error = redact.scrub_obj(details)
+        # The full details: JSON output drops what the message already says (log._dedupe);
+        # the console view wants the server's words in their own line.
         log.error(f"{command}.failed", reason=exc.outcome, exit_code=exit_code,
-                  error=ctx.summary.message, **_flat(exc.details))
+                  error=redact.scrub(exc.message), **_flat(exc.details))
     except Interrupted as exc:
         exit_code = exc.exit_code
         ctx.summary.outcome = "interrupted"
@@ -203,6 +206,20 @@ def _record_run_safely(ctx: Context, exit_code: int) -> None:
                     message=ctx.summary.message))
     except Exception as exc:
         ctx.log.warning("run_history.not_recorded", error=redact.scrub(str(exc)))
+
+
+def configured_database(settings: Settings) -> str | None:
+    """``user@host:port/db`` from the settings alone (no secret fetched, no connection), so a
+    summary names its database even when the command stops before connecting."""
+    if settings.secret_source != "env" or not settings.has_database:
+        return None
+    try:
+        if settings.database_url:
+            return db.ConnParams.from_url(settings.database_url,
+                                          base=settings.libpq_params).display()
+        return db.ConnParams(dict(settings.libpq_params)).display()
+    except Exception:
+        return None
 
 
 def _flat(details: dict[str, Any]) -> dict[str, Any]:

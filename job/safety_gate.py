@@ -2,7 +2,7 @@
 
 The analyser knows rules and findings; this module feeds it the pending migrations with a
 model of the target (its catalog), a data probe and the server's version, decides what `run`
-stops with, keeps the logs bounded, and formats the ``plan`` output.
+stops with and keeps the logs bounded. (``plan`` output is formatted by ``job.views``.)
 """
 
 from __future__ import annotations
@@ -135,6 +135,7 @@ def refusal(safety: dict[str, Any], transactional: dict[str, bool],
     Transaction control in a transactional migration is a configuration error (exit 2), never
     approvable: it would commit half of the migration and leave it unrecorded. The others are
     safety refusals (exit 6) whose message says what releases them."""
+    from job.console import approval_line
     from job.errors import ConfigError, SafetyRefusal
 
     prefix = "run would refuse: " if plan else ""
@@ -164,54 +165,20 @@ def refusal(safety: dict[str, Any], transactional: dict[str, bool],
         release = "Remove it: migrations are sent to the server, not to psql."
     elif first["category"] == "data-loss":
         head = f"unapproved data-loss finding {first['rule']} at {where}: {first['message']}"
-        release = (f"Approve in the file with `-- migrate-job: approve {first['rule']} "
-                   "\"reason\"` or set MIGRATE_ALLOW_DESTRUCTIVE=true for this deploy.")
+        release = (f"To approve after review, add `{approval_line(first['rule'])}` to "
+                   f"{first['path']} or set MIGRATE_ALLOW_DESTRUCTIVE=true for this deploy.")
     else:
         head = f"{first['rule']} at {where}: {first['message']}"
-        release = (f"Fix it, or approve in the file with `-- migrate-job: approve "
-                   f"{first['rule']} \"reason\"`.")
+        release = (f"Fix it, or after review add `{approval_line(first['rule'])}` to "
+                   f"{first['path']}.")
     more = f" ({len(blocking)} blocking findings in all; `migrate-job plan` lists them)" if len(
         blocking) > 1 else ""
     compact = [{k: f.get(k) for k in ("rule", "migration", "path", "line", "data")}
                for f in blocking[:20]]
-    return SafetyRefusal(f"{prefix}{clip(head, 1000)}{more}. Nothing was changed. {release}",
+    if first["rule"] in ("AN01", "AN02"):
+        text = f"{prefix}{clip(head, 1000)}{more}. Nothing was changed. {release}"
+    else:
+        # The way out first: a refusal is read in a narrow CI log pane.
+        text = f"{prefix}{release} Nothing was changed: {clip(head, 1000)}{more}."
+    return SafetyRefusal(text,
                          blocking=compact, blocking_total=len(blocking))
-
-
-def render_plan(data: dict[str, Any], fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps(data, indent=2, default=str)
-    safety = data.get("safety") or {}
-    findings = safety.get("findings", [])
-    blocking = {(f["rule"], f["migration"], f["line"]) for f in safety.get("blocking", [])}
-    if fmt == "markdown":
-        lines = ["### migrate-job plan", ""]
-        if not data["pending"]:
-            lines.append("Nothing pending.")
-        else:
-            lines += ["| migration | transactional | statements | rollback |", "|---|---|---|---|"]
-            lines += [f"| `{p['id']}` | {p['transactional']} | {p['statements']} | "
-                      f"{'yes' if p['has_rollback'] else 'no'} |" for p in data["pending"]]
-        if findings:
-            lines += ["", "| | rule | migration | line | finding |", "|---|---|---|---|---|"]
-            for f in findings:
-                icon = "⛔" if (f["rule"], f["migration"], f["line"]) in blocking else "⚠️"
-                msg = str(f["message"]).replace("|", "\\|")
-                lines.append(f"| {icon} | {f['rule']} | `{f['migration']}` | {f['line']} | {msg} |")
-        return "\n".join(lines) + "\n"
-    lines = []
-    for c in data["changed"]:
-        lines.append(f"CHANGED  {c['id']} ({c['file']}): run would refuse (exit 5)")
-    if not data["pending"]:
-        lines.append("nothing pending")
-    for p in data["pending"]:
-        tx = "transactional" if p["transactional"] else "NON-transactional"
-        phase = f"{p['phase']}, " if p.get("phase") else ""
-        lines.append(f"would apply  {p['id']}  ({phase}{p['statements']} statement(s), {tx})")
-    for f in findings:
-        tag = "BLOCKING" if (f["rule"], f["migration"], f["line"]) in blocking else f["severity"]
-        approved = f" [approved: {f['approved_by']}]" if f.get("approved_by") else ""
-        lines.append(f"  {tag:8} {f['rule']} {f['path']}:{f['line']}: {f['message']}{approved}")
-    if data["post_apply"] and data["pending"]:
-        lines.append("then post-apply hooks: " + ", ".join(data["post_apply"]))
-    return "\n".join(lines)

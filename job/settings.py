@@ -91,6 +91,8 @@ class Settings:
     lock_timeout: float = 5.0
     lock_retries: int = 5
     statement_timeout: float = 0.0
+    # Interval of progress events during a long statement, backup or restore (0: none).
+    heartbeat: float = 10.0
     tx_mode: str = "each"
     # Which migrations `run`/`exec` apply: `pre` (before the new version starts), `post` (after
     # it is live: the contract steps of expand/contract) or `all` (docs/rollout.md).
@@ -103,7 +105,9 @@ class Settings:
     on_unknown: str = "warn"
     log_format: str | None = None
     log_level: str = "info"
-    termination_log: str = "/dev/termination-log"
+    # None outside Kubernetes unless configured: /dev/termination-log is a Kubernetes
+    # convention, and a root process elsewhere must not write to /dev.
+    termination_log: str | None = None
     github_step_summary: str | None = None
     notify_url: str | None = None
     config_dir: str = "."
@@ -141,6 +145,7 @@ def _spec() -> list[tuple[str, str, Any]]:
         ("MIGRATE_LOCK_TIMEOUT", "lock_timeout", dur),
         ("MIGRATE_LOCK_RETRIES", "lock_retries", _int),
         ("MIGRATE_STATEMENT_TIMEOUT", "statement_timeout", dur),
+        ("MIGRATE_HEARTBEAT", "heartbeat", dur),
         ("MIGRATE_TX_MODE", "tx_mode", lambda v, n: _choice(v, n, ("each", "all"))),
         ("MIGRATE_ALLOW_DESTRUCTIVE", "allow_destructive", _bool),
         ("MIGRATE_PHASE", "phase", lambda v, n: _choice(v, n, ("pre", "post", "all"))),
@@ -162,6 +167,36 @@ def _spec() -> list[tuple[str, str, Any]]:
 
 
 ENV_VARS = tuple(name for name, _, _ in _spec())
+# Read directly (not through _spec): the URL (with its DATABASE_URL fallback) and the backup
+# tools' directory, which the backup package reads from the environment it is handed.
+EXTRA_ENV_VARS = ("MIGRATE_DATABASE_URL", "MIGRATE_PG_BIN_DIR")
+# MIGRATE_* names this repository's own workflows and test tooling use; not settings, but not
+# typos either, so they get no warning.
+TOOLING_ENV_VARS = ("MIGRATE_JOB_IMAGE", "MIGRATE_TASK_FAMILY", "MIGRATE_SKIP_IMAGE_TESTS",
+                    "MIGRATE_IMAGE_CONTEXT", "MIGRATE_PODMAN_ROOT", "MIGRATE_PODMAN_BASE_IMAGE",
+                    "MIGRATE_BASE_IMAGE")
+TERMINATION_LOG_IN_KUBERNETES = "/dev/termination-log"
+
+
+def known_variables() -> tuple[str, ...]:
+    """Every MIGRATE_* variable the job reads. Derived from _spec(), so a setting added there
+    is known here without another list to update."""
+    return tuple(name for name, _, _ in _spec() if name.startswith("MIGRATE_")) + EXTRA_ENV_VARS
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """``MIGRATE_*`` variables that are not settings, each with the closest known name (or
+    None): ``MIGRATE_LOCKWAIT`` -> ``MIGRATE_LOCK_WAIT``. A typo must not pass silently."""
+    import difflib
+
+    known = known_variables()
+    out: list[tuple[str, str | None]] = []
+    for name in sorted(environ):
+        if not name.startswith("MIGRATE_") or name in known or name in TOOLING_ENV_VARS:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        out.append((name, close[0] if close else None))
+    return out
 
 
 def load(environ: Mapping[str, str], flags: Mapping[str, Any] | None = None) -> Settings:
@@ -171,6 +206,9 @@ def load(environ: Mapping[str, str], flags: Mapping[str, Any] | None = None) -> 
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     for env_name, attr, parse in _spec():
         raw = flags.get(attr, environ.get(env_name))
+        if attr == "termination_log" and raw == "":
+            values[attr] = None  # set but empty: explicitly no termination message
+            continue
         if raw is None or (isinstance(raw, str) and raw == "" and attr != "backup"):
             continue
         if parse is None or not isinstance(raw, str):
@@ -191,6 +229,9 @@ def load(environ: Mapping[str, str], flags: Mapping[str, Any] | None = None) -> 
                 "MIGRATE_DATABASE_URL/DATABASE_URL must start with postgresql:// or postgres://"
             )
         values["database_url"] = url
+    if "termination_log" not in values and "termination_log" not in flags and environ.get(
+            "KUBERNETES_SERVICE_HOST"):
+        values["termination_log"] = TERMINATION_LOG_IN_KUBERNETES
     values["libpq_params"] = {
         kw: environ[env] for env, kw in LIBPQ_ENV.items() if environ.get(env)
     }

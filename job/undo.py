@@ -190,7 +190,8 @@ def _restore(ctx: Context, run: dict[str, Any], ours: list[str], confirm: Confir
 def _check_backup(ctx: Context, uri: str, sha: str | None) -> None:
     """The backup is the one the run took (sha256 as recorded) and of this database."""
     from job.backup import manifest as mf
-    from job.backup.target import open_target, split_object_uri
+    from job.backup.target import split_object_uri
+    from job.backup.targets import open_target
 
     assert ctx.params is not None
     base, name = split_object_uri(uri)

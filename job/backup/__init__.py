@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from job import __version__, redact
 from job.backup import manifest as mf
 from job.backup.stream import ProgressHook, dump_to_target
-from job.backup.target import open_target
+from job.backup.targets import open_target
 from job.backup.tools import find_tools
 from job.backup.verify import verify
 from job.db import ConnParams
@@ -101,7 +101,7 @@ def take_backup(
     log.info("backup.started", uri=uri, pending=len(pending))
     stats = dump_to_target(target, dump_name, tools=tools, params=src, environ=environ,
                            estimate=estimate, lock_wait_s=settings.lock_wait, log=log,
-                           hook=progress_hook)
+                           hook=progress_hook, every=settings.heartbeat)
     log.info("backup.uploaded", uri=uri, bytes=stats.bytes, sha256=stats.sha256,
              toc_entries=stats.toc_entries, duration_s=round(stats.duration_s, 3),
              mb_per_s=round(stats.bytes / 1e6 / max(stats.duration_s, 1e-6), 1))
@@ -111,7 +111,7 @@ def take_backup(
         verification = verify(target, dump_name, expected_bytes=stats.bytes,
                               expected_sha256=stats.sha256, tools=tools,
                               mode=settings.backup_verify, scratch=scratch, environ=environ,
-                              log=log)
+                              log=log, every=settings.heartbeat)
     except BaseException:
         try:
             target.delete(dump_name)

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from job.backup import manifest as mf
 from job.backup.file_target import FileTarget
 from job.backup.stream import Progress, ProgressHook, hash_stream
-from job.backup.target import CHUNK, Target, open_target, split_object_uri
+from job.backup.target import CHUNK, Target, split_object_uri
+from job.backup.targets import open_target
 from job.backup.tools import PgTools, find_tool, tool_version
 from job.backup.verify import list_file, restore_stream
 from job.db import ConnParams
@@ -63,7 +64,8 @@ def _check(uri: str, n: int, sha: str, manifest: dict[str, Any]) -> None:
 
 @contextlib.contextmanager
 def _verified_local_copy(target: Target, name: str, uri: str, manifest: dict[str, Any],
-                         environ: dict[str, str], log: Any) -> Iterator[str | None]:
+                         environ: dict[str, str], log: Any, every: float | None = None
+                         ) -> Iterator[str | None]:
     """A verified local path for the dump, or None when there is no room to spool it."""
     if isinstance(target, FileTarget):
         path = str(target.path(name))
@@ -82,7 +84,8 @@ def _verified_local_copy(target: Target, name: str, uri: str, manifest: dict[str
     try:
         with os.fdopen(fd, "wb") as f:
             n, sha = hash_stream(target.read(name), [f.write],
-                                 Progress(log, "restore.download_progress", uri=uri))
+                                 Progress(log, "restore.download_progress", every=every,
+                                          total=size, uri=uri))
         _check(uri, n, sha, manifest)
         yield path
     finally:
@@ -113,10 +116,14 @@ def restore(settings: Settings, params: ConnParams, uri: str, *, log: Any,
              backup_database=manifest.get("database"), bytes=manifest.get("bytes"),
              taken_at=manifest.get("started_at"))
 
-    with _verified_local_copy(target, dump_name, dump_uri, manifest, environ, log) as path:
+    every = settings.heartbeat
+    total = int(manifest.get("bytes") or 0) or None
+    with _verified_local_copy(target, dump_name, dump_uri, manifest, environ, log,
+                              every) as path:
         if path is None:  # no room to spool: hash pass, then a hashed restore pass
             n, sha = hash_stream(target.read(dump_name),
-                                 progress=Progress(log, "restore.verify_progress", uri=dump_uri))
+                                 progress=Progress(log, "restore.verify_progress", every=every,
+                                                   total=total, uri=dump_uri))
             _check(dump_uri, n, sha, manifest)
             chunks: Any = target.read(dump_name)
             toc: list[str] = []
@@ -125,7 +132,7 @@ def restore(settings: Settings, params: ConnParams, uri: str, *, log: Any,
             toc = list_file(tools, path)
         log.info("restore.verified", uri=dump_uri, sha256=manifest.get("sha256"))
         n, sha = restore_stream(chunks, tools, params, environ, log, event="restore.progress",
-                                hook=progress_hook)
+                                hook=progress_hook, total=total, every=every)
     if path is None:
         _check(dump_uri, n, sha, manifest)  # the second read must have seen the same bytes
     extra = _extra_tables(params, toc)

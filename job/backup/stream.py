@@ -40,12 +40,20 @@ class StreamStats:
 
 
 class Progress:
-    """Logs bytes and throughput every few seconds; calls an optional hook on every chunk."""
+    """Logs bytes, throughput, percent of ``total`` and an ETA every ``every`` seconds
+    (``MIGRATE_HEARTBEAT``; 0 turns the events off); calls an optional hook on every chunk.
+
+    ``total`` is exact for a restore (the manifest's size) and an estimate for a backup (table
+    bytes, which a compressed dump usually undercuts): percent stops at 99 until the end, and the
+    event says which it is (``total_is_estimate``).
+    """
 
     def __init__(self, log: Any, event: str, every: float | None = None,
-                 hook: ProgressHook | None = None, **fields: Any) -> None:
+                 hook: ProgressHook | None = None, total: int | None = None,
+                 estimate: bool = False, **fields: Any) -> None:
         self.log, self.event, self.hook, self.fields = log, event, hook, fields
         self.every = PROGRESS_EVERY_S if every is None else every
+        self.total, self.estimate = (total or None), estimate
         self.start = self.last = time.monotonic()
         self.bytes = 0
 
@@ -54,11 +62,24 @@ class Progress:
         if self.hook is not None:
             self.hook(self.bytes)
         now = time.monotonic()
-        if now - self.last >= self.every:
+        if self.every > 0 and now - self.last >= self.every:
             self.last = now
-            elapsed = now - self.start
-            self.log.info(self.event, bytes=self.bytes, elapsed_s=round(elapsed, 1),
-                          mb_per_s=round(self.bytes / 1e6 / max(elapsed, 1e-6), 1), **self.fields)
+            self.log.info(self.event, **self.snapshot(now))
+
+    def snapshot(self, now: float | None = None) -> dict[str, Any]:
+        elapsed = (now or time.monotonic()) - self.start
+        rate = self.bytes / max(elapsed, 1e-6)
+        data: dict[str, Any] = {"bytes": self.bytes, "elapsed_s": round(elapsed, 1),
+                                "mb_per_s": round(rate / 1e6, 1)}
+        if self.total:
+            data["total_bytes"] = self.total
+            data["total_is_estimate"] = self.estimate
+            data["percent"] = round(min(99.0 if self.estimate else 100.0,
+                                        100.0 * self.bytes / self.total), 1)
+            if rate > 0 and self.bytes < self.total:
+                data["eta_s"] = round((self.total - self.bytes) / rate, 1)
+        data.update(self.fields)
+        return data
 
 
 @contextlib.contextmanager
@@ -156,10 +177,12 @@ def dump_to_target(
     lock_wait_s: float,
     log: Any,
     hook: ProgressHook | None = None,
+    every: float | None = None,
 ) -> StreamStats:
     started = time.monotonic()
     digest = hashlib.sha256()
-    progress = Progress(log, "backup.progress", hook=hook, uri=target.uri_for(name))
+    progress = Progress(log, "backup.progress", every=every, hook=hook, total=estimate,
+                        estimate=True, uri=target.uri_for(name))
     dump: subprocess.Popen[bytes] | None = None
     toc: TocReader | None = None
     writer = None

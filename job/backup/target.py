@@ -10,13 +10,15 @@ Rules for implementers (the shared contract test in tests/backup/test_targets.py
   without creating a visible object, and raises ``BackupError`` naming the reason otherwise.
 - Every failure is a ``BackupError`` whose message names the target URI, never a credential.
 - Cloud SDKs are imported inside the adapter, never by this module.
+
+The adapters import this module; ``job.backup.targets.open_target`` picks one for a URI (kept
+apart so this module imports none of its implementations: no import cycle).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Protocol
-from urllib.parse import urlsplit
 
 from job.errors import BackupError, ConfigError
 
@@ -67,28 +69,6 @@ def part_size(estimate: int, max_parts: int, minimum: int = 8 * 1024 * 1024) -> 
 def grown_part_size(base: int, part_number: int, max_parts: int, cap: int) -> int:
     """Part size for the 1-based ``part_number``: doubles every tenth of the cap."""
     return min(cap, base << ((part_number - 1) // max(1, max_parts // 10)))
-
-
-def open_target(uri: str, environ: dict[str, str] | None = None) -> Target:
-    """The target for a base URI (``MIGRATE_BACKUP``). Raises ConfigError on a malformed URI."""
-    env = dict(environ or {})
-    scheme = urlsplit(uri).scheme
-    if scheme == "file":
-        from job.backup.file_target import FileTarget
-
-        return FileTarget.from_uri(uri)
-    if scheme == "s3":
-        from job.backup.s3_target import S3Target
-
-        return S3Target.from_uri(uri, env)
-    if scheme == "azblob":
-        from job.backup.azblob_target import AzureBlobTarget
-
-        return AzureBlobTarget.from_uri(uri, env)
-    raise ConfigError(
-        f"backup URI {uri!r} must be file:///path, s3://bucket/prefix or "
-        "azblob://account/container/prefix"
-    )
 
 
 def split_object_uri(uri: str) -> tuple[str, str]:

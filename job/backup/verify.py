@@ -45,10 +45,11 @@ def list_file(tools: PgTools, path: str, env: Mapping[str, str] | None = None) -
 
 def restore_stream(
     chunks: Any, tools: PgTools, params: ConnParams, environ: Mapping[str, str], log: Any,
-    *, event: str, hook: Any = None,
+    *, event: str, hook: Any = None, total: int | None = None, every: float | None = None,
 ) -> tuple[int, str]:
     """Feed an archive stream to ``pg_restore`` into ``params``'s database; (bytes, sha256)."""
-    progress = Progress(log, event, hook=hook, database=params.display())
+    progress = Progress(log, event, every=every, hook=hook, total=total,
+                        database=params.display())
     with pg_env(params, environ, "restore") as env, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
             [tools.pg_restore, *RESTORE_FLAGS, "-d", dbname_arg(params)],
@@ -88,6 +89,7 @@ def restore_stream(
 def verify(
     target: Target, name: str, *, expected_bytes: int, expected_sha256: str, tools: PgTools,
     mode: str, scratch: ConnParams | None, environ: Mapping[str, str], log: Any,
+    every: float | None = None,
 ) -> dict[str, Any]:
     uri = target.uri_for(name)
     result: dict[str, Any] = {"mode": mode}
@@ -97,11 +99,13 @@ def verify(
         if scratch is None:
             raise BackupError("MIGRATE_BACKUP_VERIFY=full needs MIGRATE_SCRATCH_DATABASE_URL")
         n, sha = restore_stream(target.read(name), tools, scratch, environ, log,
-                                event="backup.verify_progress")
+                                event="backup.verify_progress", total=expected_bytes,
+                                every=every)
         result["restored_into"] = scratch.display()
     else:
         n, sha = hash_stream(target.read(name),
-                             progress=Progress(log, "backup.verify_progress", uri=uri))
+                             progress=Progress(log, "backup.verify_progress", every=every,
+                                               total=expected_bytes, uri=uri))
     if n != expected_bytes or sha != expected_sha256:
         raise BackupError(
             f"backup {uri} does not match what pg_dump produced: stored {n} bytes sha256 {sha}, "

@@ -11,7 +11,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from job.backup.target import Target, open_target
+from job.backup.target import Target
+from job.backup.targets import open_target
 from job.db import ConnParams
 from job.settings import Settings
 

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from job.backup import restore_backup, take_backup
-from job.backup.target import open_target
+from job.backup.targets import open_target
 
 from .helpers import RecordingLog, backup_uri, fingerprint, make_settings, manifest_of, params_of
 

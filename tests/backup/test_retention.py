@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from job.backup import take_backup
-from job.backup.target import open_target
+from job.backup.targets import open_target
 
 from .helpers import RecordingLog, backup_uri, make_settings, params_of
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from job.backup.target import Target, open_target, part_size
+from job.backup.target import Target, part_size
+from job.backup.targets import open_target
 from job.errors import BackupError
 
 KINDS = ["file", "s3", "azblob"]

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from job.ecs_outcome import decide, failures_outcome
-from job.ecs_request import (
+from job.ecs.outcome import decide, failures_outcome
+from job.ecs.request import (
     RequestError,
     RunRequest,
     awslogs_stream,

@@ -1,7 +1,7 @@
 """Pure decisions for `migrate-job ecs-run`: what an ECS task description means for the exit code.
 
 Nothing here talks to AWS, so every outcome the waiting loop can reach is tested as a table
-(tests/ecs/test_outcome.py). The loop in job/ecs_wait.py only fetches descriptions and acts.
+(tests/ecs/test_ecs_pure.py). The loop in job/ecs/wait.py only fetches descriptions and acts.
 
 Exit codes (beyond the container's own, which is passed through unchanged):
   11  the task failed to start, or stopped before the migration container produced an exit code

@@ -2,7 +2,7 @@
 
 Why our own loop: `aws ecs wait tasks-stopped` gives up after 10 minutes and leaves the task
 running (NOTES.md §10). Here the deadline is ours, a cancelled pipeline stops the task, and the
-verdict comes from job/ecs_outcome.decide(). Clients, clock, sleep and the interrupt check are
+verdict comes from job/ecs/outcome.decide(). Clients, clock, sleep and the interrupt check are
 passed in, so tests drive the loop with a fake clock against moto or botocore's Stubber.
 """
 
@@ -13,7 +13,7 @@ import signal
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from job.ecs_outcome import (
+from job.ecs.outcome import (
     EXIT_DEADLINE,
     EXIT_SIGINT,
     EXIT_SIGTERM,

@@ -1,8 +1,8 @@
 """`migrate-job ecs-run`: run the migration as a one-off ECS task and exit with its exit code.
 
 This module is the command's edge: flags, the environment (GitHub's run id for the client
-token), signals and boto3. The decisions live in job/ecs_outcome.py, the request in
-job/ecs_request.py and the waiting loop in job/ecs_wait.py. boto3 is imported inside main() so
+token), signals and boto3. The decisions live in job/ecs/outcome.py, the request in
+job/ecs/request.py and the waiting loop in job/ecs/wait.py. boto3 is imported inside main() so
 that a plain `migrate-job run` never loads it.
 """
 
@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from job.ecs_outcome import (
+from job.ecs.outcome import (
     EXIT_SIGINT,
     EXIT_SIGTERM,
     EXIT_TASK_FAILED_TO_START,
@@ -29,7 +29,7 @@ from job.ecs_outcome import (
     Outcome,
     failures_outcome,
 )
-from job.ecs_request import (
+from job.ecs.request import (
     ClientToken,
     RequestError,
     RunRequest,
@@ -42,7 +42,7 @@ from job.ecs_request import (
     split_list,
     started_by,
 )
-from job.ecs_wait import FatalAwsError, LogTailer, Waiter, error_code
+from job.ecs.wait import FatalAwsError, LogTailer, Waiter, error_code
 
 # RunTask errors that mean the request itself is wrong (exit 2) rather than "could not start now".
 REQUEST_ERROR_CODES = frozenset(
