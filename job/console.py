@@ -22,8 +22,6 @@ MAX_WIDTH = 160
 HIDDEN = frozenset({
     "lock.held", "backup.preflight", "backup.uploaded", "run.verified", "notify.sent",
     "restore.verified", "migration.skipped",
-    # Shown once, in the refusal's error block (the JSON output keeps one event per finding).
-    "safety.blocking_finding",
 })
 # Commands whose result is their stdout: no summary block (a failure still gets its error block).
 READ_ONLY = frozenset({"status", "plan", "lint", "new"})
@@ -310,17 +308,13 @@ def _db_connected(c: Console, ev: dict[str, Any]) -> None:
 
 def _finding(c: Console, ev: dict[str, Any]) -> None:
     where = f"{ev.get('migration')}:{ev.get('line')}"
+    if ev.get("blocking"):
+        return  # shown once, in the refusal's error block
     if ev.get("approved_by"):
         c._line(f"approved {ev.get('rule')} in {where}: {value_text(ev.get('approved_by'))}")
     elif ev.get("severity") == "warning":
         # Blocking ("error") findings are shown once, in the refusal's error block.
         c.warn(f"{ev.get('rule')} {where}: {value_text(ev.get('message'))}")
-
-
-def _blocking_finding(c: Console, ev: dict[str, Any]) -> None:
-    c._line(c._paint("blocked:", "31") + f" {ev.get('rule')} {ev.get('path')}:{ev.get('line')}: "
-            f"{value_text(ev.get('message'))}")
-    c._line(f"  approve by adding to {ev.get('path')}:  {approval_line(str(ev.get('rule')))}")
 
 
 def _backup_started(c: Console, ev: dict[str, Any]) -> None:
@@ -445,7 +439,6 @@ _HANDLERS: dict[str, Handler] = {
     "integrity.adopted": _simple("recorded the checksum of {migrations} (applied without one)"),
     "integrity.unknown_applied": _warning_with_message,
     "safety.finding": _finding,
-    "safety.blocking_finding": _blocking_finding,
     "safety.allow_destructive": _warning_with_message,
     "backup.started": _backup_started,
     "backup.progress": _transfer_progress("backup", "backing up"),
