@@ -169,5 +169,6 @@ def test_baseline_on_a_terminal_asks_naming_the_database_and_the_file(
     os.close(primary)
     assert proc.returncode == 0, out + err
     db = database_url.rsplit("/", 1)[1]
-    assert f"{mdir / '0001_baseline.sql'} and mark it applied on" in out and db in out
+    # The prompt goes to stderr (stdout stays for results).
+    assert f"{mdir / '0001_baseline.sql'} and mark it applied on" in err and db in err
     assert applied_ids(database_url) == ["0001_baseline"]

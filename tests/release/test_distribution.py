@@ -132,7 +132,8 @@ def test_installed_wheel_runs_version_and_lint_outside_the_checkout(
     lint = subprocess.run([str(exe), "lint", str(REPO / "migrations")], capture_output=True,
                           text=True, timeout=120, cwd=tmp_path, env=clean_env())
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    assert "4 files" in lint.stdout  # the 3 example migrations and the post-apply hook
+    # the 3 example migrations, their 3 rollback scripts and the post-apply hook
+    assert "7 files" in lint.stdout
 
 
 def test_installed_wheel_reports_a_blocking_finding_with_exit_6(

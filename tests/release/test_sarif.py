@@ -117,7 +117,7 @@ def test_results_carry_relative_file_line_and_level(run_job: Any, project: Path)
     (index,) = by_rule["LK01"]
     assert index["level"] == "warning"
     assert index["locations"][0]["physicalLocation"]["region"]["startLine"] == 3
-    assert all(r["level"] == "note" for r in by_rule["LK17"])  # info findings are notes
+    assert all(r["level"] == "note" for r in by_rule["LK18"])  # info findings are notes
     base = log["runs"][0]["originalUriBaseIds"]["%SRCROOT%"]["uri"]
     assert base == project.resolve().as_uri() + "/"
 
