@@ -27,6 +27,8 @@ _COMMON = [
     ("--log-level", "log_level", "debug|info|warning|error (MIGRATE_LOG_LEVEL)"),
     ("--termination-log", "termination_log", "summary file (MIGRATE_TERMINATION_LOG)"),
     ("--config-dir", "config_dir", "where migrate-job.toml / pyproject.toml live"),
+    ("--environment", "environment", "this run's environment name (MIGRATE_ENVIRONMENT)"),
+    ("--on-schema-drift", "on_schema_drift", "fail|warn (MIGRATE_ON_SCHEMA_DRIFT)"),
 ]
 
 
@@ -60,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pg-version", type=int, default=None, help="server major version, e.g. 16")
     p = sub.add_parser("new", parents=[common], help="create a migration and its rollback")
     p.add_argument("name")
+    p.add_argument("--verify", action="store_true",
+                   help="also create NNNN_name.verify.sql (assertions run after the migration)")
     p = sub.add_parser("rollback", parents=[common], help="roll back the last applied migrations")
     grp = p.add_mutually_exclusive_group()
     grp.add_argument("--count", type=int, default=None)
@@ -71,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help_text)
         p.add_argument("ids", nargs="+", metavar="ID")
         p.add_argument("--yes", action="store_true")
+    p = sub.add_parser("accept-schema", parents=[common],
+                       help="record the current schema as expected after a reviewed change")
+    p.add_argument("--yes", action="store_true")
+    p = sub.add_parser("stamp-environment", parents=[common],
+                       help="set the database's environment stamp (MIGRATE_ENVIRONMENT guard)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--yes", action="store_true")
     sub.add_parser("backup", parents=[common], help="take and verify a backup now")
     p = sub.add_parser("restore", parents=[common], help="restore a backup")
     p.add_argument("uri")
@@ -130,18 +141,34 @@ def _body(command: str, args: argparse.Namespace, settings: Any) -> Any:
             action(ctx)
         return body
 
+    def asked(what: str) -> None:
+        runtime.require_confirmation(getattr(args, "yes", False), what, tty)
+
+    def confirmed_after_review(action: Any) -> Any:
+        """For commands whose prompt lists what they found: refuse early without --yes when
+        there is no terminal to ask on, else ask once the list is known."""
+        def body(ctx: Any) -> None:
+            if not getattr(args, "yes", False) and not tty:
+                runtime.require_confirmation(False, command, tty)
+            action(ctx)
+        return body
+
     ids = " ".join(getattr(args, "ids", []) or [])
     bodies = {
         "run": pipeline.run,
         "status": lambda ctx: pipeline.status(ctx, args.json),
         "plan": lambda ctx: pipeline.plan_command(ctx, args.fmt or "text"),
         "lint": lambda ctx: _lint(ctx, args),
-        "new": lambda ctx: _new(ctx, args.name),
+        "new": lambda ctx: _new(ctx, args.name, args.verify),
         "rollback": confirmed("rollback", lambda ctx: commands.rollback(ctx, args.count, args.to)),
         "mark": confirmed(f"mark {ids}", lambda ctx: commands.mark(ctx, args.ids)),
         "unmark": confirmed(f"unmark {ids}", lambda ctx: commands.unmark(ctx, args.ids)),
         "accept-changes": confirmed(f"accept-changes {ids}",
                                     lambda ctx: commands.accept_changes(ctx, args.ids)),
+        "accept-schema": confirmed_after_review(
+            lambda ctx: commands.accept_schema(ctx, asked)),
+        "stamp-environment": confirmed_after_review(
+            lambda ctx: commands.stamp_environment(ctx, _environment(args.name), asked)),
         "backup": commands.backup,
         "restore": confirmed(f"restore {getattr(args, 'uri', '')}",
                              lambda ctx: commands.restore(ctx, args.uri)),
@@ -149,11 +176,21 @@ def _body(command: str, args: argparse.Namespace, settings: Any) -> Any:
     return bodies[command]
 
 
-def _new(ctx: Any, name: str) -> None:
+def _new(ctx: Any, name: str, verify: bool) -> None:
     from job import commands
 
-    for path in commands.new(ctx.settings, name):
+    for path in commands.new(ctx.settings, name, verify=verify):
         print(path)
+
+
+def _environment(name: str) -> str:
+    from job.errors import ConfigError
+    from job.settings import environment_name
+
+    try:
+        return environment_name(name, "stamp-environment NAME")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _lint(ctx: Any, args: argparse.Namespace) -> None:

@@ -1,7 +1,8 @@
 """The deploy pipeline and its read-only views.
 
 ``run`` reads top to bottom as CONTRACT.md describes it: settings -> secrets -> wait for the
-database -> lock -> integrity -> plan -> safety gate -> backup -> apply -> verify -> report.
+database -> lock -> environment check -> integrity -> schema drift -> plan -> safety gate ->
+backup -> apply (+ verify scripts) -> verify -> report.
 ``status`` and ``plan`` share its first steps but never write.
 """
 
@@ -40,7 +41,8 @@ class Plan:
                         for r in self.state.applied],
             "pending": [{"id": m.id, "file": m.path, "transactional": m.transactional,
                          "depends": sorted(m.depends), "statements": len(m.steps),
-                         "has_rollback": m.has_rollback, "checksum": m.checksum}
+                         "has_rollback": m.has_rollback, "checksum": m.checksum,
+                         "verify": m.verify_path}
                         for m in self.pending],
             "changed": [{"id": i, "file": p} for i, p in self.integrity.changed],
             "unknown": list(self.integrity.unknown),
@@ -54,7 +56,7 @@ def run(ctx: Context) -> None:
     settings, log = ctx.settings, ctx.log
     found = migrations.read(settings.migrations_dir)
     conn = ctx.connect_admin()
-    ctx.take_lock()
+    ctx.take_lock()  # and the environment check (runtime.Context.take_lock)
     with ctx.lock_mutex:
         tracking.ensure_tables(conn)
         plan = make_plan(conn, found)
@@ -64,6 +66,7 @@ def run(ctx: Context) -> None:
         log.info("integrity.adopted", migrations=[m.id for m in plan.integrity.unverified],
                  reason="applied without a content checksum (e.g. by the yoyo CLI); "
                         "recording the current file's checksum")
+    check_schema(ctx)
     ctx.summary.pending = [m.id for m in plan.pending]
     for row in plan.state.applied:
         log.debug("migration.skipped", migration=row.id, reason="already applied")
@@ -104,6 +107,26 @@ def refuse_on_integrity(ctx: Context, plan: Plan) -> None:
                         message=message)
 
 
+def check_schema(ctx: Context) -> None:
+    """Schema drift since the last recording: exit 5, or a warning (MIGRATE_ON_SCHEMA_DRIFT)."""
+    from job import drift
+
+    assert ctx.lock_conn is not None
+    with ctx.lock_mutex:
+        verdict = drift.check(ctx.lock_conn, ctx.settings, ctx.log, command=ctx.command,
+                              run_id=ctx.run_id)
+    if verdict.changes and verdict.state != "clean":
+        ctx.summary.extra["schema_drift"] = verdict.texts(limit=10)
+
+
+def record_schema(ctx: Context, reason: str) -> None:
+    """After the schema changed, under the lock; never masks the error that ended a run."""
+    from job import drift
+
+    with ctx.lock_mutex:
+        drift.record_quietly(ctx.lock_conn, ctx.settings, ctx.log, reason, run_id=ctx.run_id)
+
+
 def safety_gate(ctx: Context, plan: Plan, conn: psycopg.Connection[Any]) -> None:
     from job.safety_gate import evaluate
 
@@ -136,8 +159,15 @@ def take_backup_if_configured(ctx: Context, plan: Plan, conn: psycopg.Connection
 
 
 def apply(ctx: Context, plan: Plan) -> None:
+    from job import drift
     from job.applier import Applier, BlockerWatcher
 
+    assert ctx.lock_conn is not None
+    with ctx.lock_mutex:
+        # Cleared by the recording below; if this process dies first, the next run knows the
+        # schema moved under a run of ours, not behind everyone's back.
+        drift.mark_in_flight(ctx.lock_conn, f"run {ctx.run_id} applying "
+                             f"{len(plan.pending)} migration(s) from {plan.pending[0].id}")
     mig = ctx.connect_migration()
     watcher = None
     if ctx.settings.lock_timeout > 0 and ctx.lock_conn is not None:
@@ -155,6 +185,9 @@ def apply(ctx: Context, plan: Plan) -> None:
         ctx.summary.applied = [a.summary() for a in applier.applied]
         done = {a.id for a in applier.applied}
         ctx.summary.pending = [m.id for m in plan.pending if m.id not in done]
+        # Success or failure: the record matches what is really there (a failed
+        # non-transactional migration leaves its earlier statements applied).
+        record_schema(ctx, f"{ctx.command}: applied {len(done)} of {len(plan.pending)}")
 
 
 def verify(ctx: Context, found: MigrationSet) -> None:
@@ -175,22 +208,65 @@ def verify(ctx: Context, found: MigrationSet) -> None:
 
 # -- status / plan (read-only) -------------------------------------------------------------------
 def status(ctx: Context, as_json: bool) -> None:
+    from job import drift, envguard
+
     found = migrations.read(ctx.settings.migrations_dir)
     conn = ctx.connect_admin(read_only=True)
     plan = make_plan(conn, found)
+    env = envguard.inspect(conn, ctx.settings)
+    schema = drift.inspect(conn, ctx.settings)
     data = plan.as_dict()
+    data["environment"] = env.as_dict()
+    data["schema"] = schema.as_dict()
     ctx.summary.pending = [m.id for m in plan.pending]
     if as_json:
-        print(json.dumps(data, indent=2))
+        print(json.dumps(data, indent=2, default=str))
     else:
-        print(_status_text(plan))
+        print(_status_text(plan) + "\n" + env.text() + "\n" + _schema_text(schema))
     if plan.integrity.changed:
         raise IntegrityRefusal(
             "applied migration file(s) changed: "
             + ", ".join(f"{p} ({i})" for i, p in plan.integrity.changed),
             changed=data["changed"])
+    refuse_on_environment(env)
+    if schema.drifted:
+        raise IntegrityRefusal(f"the schema changed outside migrations: "
+                               f"{_drift_summary(schema)}", schema_drift=schema.texts())
     if plan.pending:
         raise PendingMigrations(f"{len(plan.pending)} pending migration(s)")
+
+
+def refuse_on_environment(env: Any) -> None:
+    """Read-only commands: a run that names another environment than the stamp's would be
+    refused; say so with the same exit code."""
+    if env.mismatch:
+        raise IntegrityRefusal(
+            f"this database is stamped '{env.stamp.name}'; this run says '{env.this_run}'",
+            environment_stamp=env.stamp.name, environment=env.this_run)
+
+
+def _drift_summary(schema: Any) -> str:
+    from job.drift.diff import summarize
+
+    return summarize(schema.changes)
+
+
+def _schema_text(v: Any) -> str:
+    snap = v.snapshot
+    where = ", ".join(snap.schemas) if snap else "?"
+    if v.state == "unrecorded":
+        return f"schema ({where}): no fingerprint recorded yet (the next writing run records it)"
+    if v.state == "clean":
+        return f"schema ({where}): as recorded ({snap.digest[:12] if snap else '?'})"
+    lines = []
+    if v.state == "stale":
+        lines.append(f"schema ({where}): the record cannot vouch for the schema ("
+                     + "; ".join(v.stale_reasons) + "); the next run re-records it")
+    else:
+        lines.append(f"schema ({where}): DRIFT, {len(v.changes)} change(s) outside migrations "
+                     "(run refuses with exit 5; after review: migrate-job accept-schema --yes)")
+    lines += [f"  {t}" for t in v.texts()]
+    return "\n".join(lines)
 
 
 def _status_text(plan: Plan) -> str:
@@ -215,20 +291,31 @@ def _status_text(plan: Plan) -> str:
 
 
 def plan_command(ctx: Context, fmt: str) -> None:
+    from job import drift, envguard
     from job.safety_gate import evaluate, render_plan
 
     found = migrations.read(ctx.settings.migrations_dir)
     conn = ctx.connect_admin(read_only=True)
     with conn.transaction():
         plan = make_plan(conn, found)
+        env = envguard.inspect(conn, ctx.settings)
         safety = evaluate(ctx.settings, plan.pending, conn, ctx.log)
+    schema = drift.inspect(conn, ctx.settings)
     ctx.summary.pending = [m.id for m in plan.pending]
     data = plan.as_dict()
     data["safety"] = safety
+    data["environment"] = env.as_dict()
+    data["schema"] = schema.as_dict()
     print(render_plan(data, fmt))
+    if fmt == "text":
+        print(env.text() + "\n" + _schema_text(schema))
     if plan.integrity.changed:
         raise IntegrityRefusal("run would refuse: applied migration file(s) changed",
                                changed=data["changed"])
+    refuse_on_environment(env)
+    if schema.drifted and ctx.settings.on_schema_drift != "warn":
+        raise IntegrityRefusal(f"run would refuse: the schema changed outside migrations: "
+                               f"{_drift_summary(schema)}", schema_drift=schema.texts())
     if safety and safety.get("blocking"):
         raise SafetyRefusal(f"run would refuse: {len(safety['blocking'])} unapproved "
                             "dangerous finding(s)", blocking=safety["blocking"])

@@ -24,11 +24,14 @@ def evaluate(settings: Settings, pending: Sequence[Migration],
     from job import safety
     from job.safety.stats import PgStats
 
-    files = [
-        safety.SqlFile(id=m.id, path=m.path, text=Path(m.path).read_text(encoding="utf-8"),
-                       transactional=m.transactional)
-        for m in pending if m.path.endswith(".sql")
-    ]
+    files = []
+    for m in pending:
+        if m.path.endswith(".sql"):
+            files.append(safety.SqlFile(id=m.id, path=m.path, text=Path(m.path).read_text(
+                encoding="utf-8"), transactional=m.transactional))
+        if m.verify_path:  # read-only or refused (VF01); it runs inside a transaction
+            files.append(safety.SqlFile(id=f"{m.id}.verify", path=m.verify_path, text=Path(
+                m.verify_path).read_text(encoding="utf-8"), transactional=True))
     if not files:
         return {"findings": [], "blocking": [], "stale_approvals": []}
     try:
@@ -84,7 +87,8 @@ def render_plan(data: dict[str, Any], fmt: str) -> str:
             lines.append("Nothing pending.")
         else:
             lines += ["| migration | transactional | statements | rollback |", "|---|---|---|---|"]
-            lines += [f"| `{p['id']}` | {p['transactional']} | {p['statements']} | "
+            lines += [f"| `{p['id']}`{' + verify' if p.get('verify') else ''} | "
+                      f"{p['transactional']} | {p['statements']} | "
                       f"{'yes' if p['has_rollback'] else 'no'} |" for p in data["pending"]]
         if findings:
             lines += ["", "| | rule | migration | line | finding |", "|---|---|---|---|---|"]
@@ -100,7 +104,8 @@ def render_plan(data: dict[str, Any], fmt: str) -> str:
         lines.append("nothing pending")
     for p in data["pending"]:
         tx = "transactional" if p["transactional"] else "NON-transactional"
-        lines.append(f"would apply  {p['id']}  ({p['statements']} statement(s), {tx})")
+        verify = f", verify: {p['verify']}" if p.get("verify") else ""
+        lines.append(f"would apply  {p['id']}  ({p['statements']} statement(s), {tx}{verify})")
     for f in findings:
         tag = "BLOCKING" if (f["rule"], f["migration"], f["line"]) in blocking else f["severity"]
         approved = f" [approved: {f['approved_by']}]" if f.get("approved_by") else ""
