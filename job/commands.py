@@ -189,7 +189,8 @@ def accept_schema(ctx: Context, confirm: Callable[[str], None]) -> None:
     with ctx.lock_mutex:
         verdict = drift.inspect(conn, ctx.settings)
     accepted = verdict.texts()
-    if verdict.state == "clean":
+    if verdict.state == "clean" and verdict.recorded is not None and sorted(
+            verdict.recorded.schemas) == (verdict.snapshot.schemas if verdict.snapshot else []):
         ctx.log.info("accept_schema.nothing_to_accept",
                      message="the schema is as recorded; nothing to accept")
         ctx.summary.extra["accepted_schema_changes"] = []

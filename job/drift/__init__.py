@@ -253,7 +253,7 @@ def _since(v: Verdict) -> str:
     rec = v.recorded
     if rec is None or rec.recorded_at is None:
         return "the last recording"
-    return f"it was recorded ({rec.reason}, {rec.recorded_at:%Y-%m-%d %H:%M:%S} UTC)"
+    return f"the last recording ({rec.recorded_at:%Y-%m-%d %H:%M:%S} UTC, {rec.reason})"
 
 
 def _few(ids: list[str], limit: int = 5) -> str:

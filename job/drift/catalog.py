@@ -131,13 +131,16 @@ WHERE n.nspname = ANY(%(schemas)s) AND c.relkind = 'S' AND {_NOT_OURS} AND {_NOT
                   AND d.objid = c.oid AND d.deptype = 'i')
 """
 
+# SQL-standard bodies (BEGIN ATOMIC, PostgreSQL 14+) are stored parsed: deparse them.
+_SQL_BODY = """CASE WHEN p.prosqlbody IS NOT NULL THEN pg_get_function_sqlbody(p.oid)
+            ELSE p.prosrc END"""
+
 _ROUTINES_SQL = """
-SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), p.prokind,
+SELECT n.nspname, p.proname, oidvectortypes(p.proargtypes), p.prokind,
        pg_get_function_arguments(p.oid), pg_get_function_result(p.oid), l.lanname,
        p.provolatile, p.proisstrict, p.prosecdef, p.proleakproof, p.proparallel,
        p.procost, p.prorows, p.proconfig, p.proretset,
-       CASE WHEN p.prosqlbody IS NOT NULL THEN pg_get_function_sqlbody(p.oid)
-            ELSE p.prosrc END,
+       {body},
        p.probin,
        CASE WHEN p.prokind = 'a' THEN (
            SELECT concat_ws(' ', g.aggtransfn::text, format_type(g.aggtranstype, NULL),
@@ -283,9 +286,10 @@ def _read(conn: psycopg.Connection[Any], schemas: list[str]) -> Description:
             "max": maximum, "cache": cache, "cycle": True if cycle else None,
             "unlogged": True if persistence == "u" else None, "owned by": owned_by,
         })
+    body_sql = _SQL_BODY if conn.info.server_version >= 140000 else "p.prosrc"
     for (schema, name, identity, kind, arguments, result, language, volatility, strict,
          secdef, leakproof, parallel, cost, rows_, config, retset, body, binary,
-         aggregate) in rows(_ROUTINES_SQL):
+         aggregate) in rows(_ROUTINES_SQL.format(body=body_sql)):
         put(schema, f"{_PROKIND.get(kind, kind)} {schema}.{name}({identity})", {
             "arguments": arguments,
             "returns": result,

@@ -14,6 +14,7 @@ from typing import Any
 from job.drift.catalog import Description
 
 _SHOW_VALUES_UP_TO = 80  # longer values (view definitions) are named, not printed
+_NEVER_SHOWN = {"body"}  # hashes say nothing to a reader
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Change:
         if self.kind != "changed":
             return f"{self.object} {self.kind}"
         text = f"{self.attribute} of {self.object} changed"
-        if _short(self.before) and _short(self.after):
+        if self.attribute not in _NEVER_SHOWN and _short(self.before) and _short(self.after):
             text += f" (was {_show(self.before)}, now {_show(self.after)})"
         return text
 

@@ -83,7 +83,9 @@ def latest(conn: psycopg.Connection[Any], *, with_description: bool = True
         f"migrations, in_flight, {cols} FROM {TABLE} ORDER BY id DESC LIMIT 1").fetchone()
     if row is None:
         return None
-    return Recorded(*row[:9], row[9] or {})
+    return Recorded(id=row[0], recorded_at=row[1], reason=row[2], format=row[3],
+                    server_major=row[4], schemas=list(row[5]), fingerprint=row[6],
+                    migrations=list(row[7]), in_flight=row[8], description=row[9] or {})
 
 
 def insert(conn: psycopg.Connection[Any], *, reason: str, user: str, run_id: str | None,
