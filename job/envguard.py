@@ -69,6 +69,9 @@ class Status:
         line = f"environment: stamped '{self.stamp.name}'"
         if self.mismatch:
             line += f"; this run says '{self.this_run}': a writing run would be refused (exit 5)"
+        elif self.this_run is None:
+            line += "; this run names none (a writing run needs MIGRATE_ENVIRONMENT=" \
+                    f"{self.stamp.name})"
         return line
 
 

@@ -236,13 +236,13 @@ def status(ctx: Context, as_json: bool) -> None:
         raise PendingMigrations(f"{len(plan.pending)} pending migration(s)")
 
 
-def refuse_on_environment(env: Any) -> None:
-    """Read-only commands: a run that names another environment than the stamp's would be
-    refused; say so with the same exit code."""
-    if env.mismatch:
-        raise IntegrityRefusal(
-            f"this database is stamped '{env.stamp.name}'; this run says '{env.this_run}'",
-            environment_stamp=env.stamp.name, environment=env.this_run)
+def refuse_on_environment(env: Any, *, as_run: bool = False) -> None:
+    """Read-only commands: a writing run naming another environment than the stamp's would be
+    refused; say so with the same exit code. ``as_run`` (plan): also when it names none."""
+    if env.mismatch or (as_run and env.stamp is not None and env.this_run is None):
+        says = f"says '{env.this_run}'" if env.this_run else "names no environment"
+        raise IntegrityRefusal(f"this database is stamped '{env.stamp.name}'; this run {says}",
+                               environment_stamp=env.stamp.name, environment=env.this_run)
 
 
 def _drift_summary(schema: Any) -> str:
@@ -312,7 +312,7 @@ def plan_command(ctx: Context, fmt: str) -> None:
     if plan.integrity.changed:
         raise IntegrityRefusal("run would refuse: applied migration file(s) changed",
                                changed=data["changed"])
-    refuse_on_environment(env)
+    refuse_on_environment(env, as_run=True)
     if schema.drifted and ctx.settings.on_schema_drift != "warn":
         raise IntegrityRefusal(f"run would refuse: the schema changed outside migrations: "
                                f"{_drift_summary(schema)}", schema_drift=schema.texts())
