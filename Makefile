@@ -51,6 +51,7 @@ bench: install
 	$(BIN)/python bench/apply.py
 	$(BIN)/python bench/lint.py
 	$(BIN)/python bench/backup.py
+	$(BIN)/python bench/drift.py
 
 clean:
 	rm -rf $(VENV) .test-tools .pytest_cache .mypy_cache .ruff_cache *.egg-info
