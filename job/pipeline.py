@@ -162,13 +162,13 @@ def apply(ctx: Context, plan: Plan) -> None:
     from job import drift
     from job.applier import Applier, BlockerWatcher
 
+    mig = ctx.connect_migration()
     assert ctx.lock_conn is not None
     with ctx.lock_mutex:
         # Cleared by the recording below; if this process dies first, the next run knows the
         # schema moved under a run of ours, not behind everyone's back.
         drift.mark_in_flight(ctx.lock_conn, f"run {ctx.run_id} applying "
                              f"{len(plan.pending)} migration(s) from {plan.pending[0].id}")
-    mig = ctx.connect_migration()
     watcher = None
     if ctx.settings.lock_timeout > 0 and ctx.lock_conn is not None:
         watcher = BlockerWatcher(ctx.lock_conn, ctx.lock_mutex, mig.info.backend_pid,

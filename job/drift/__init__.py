@@ -39,7 +39,7 @@ __all__ = ["Change", "Snapshot", "Verdict", "check", "inspect", "mark_in_flight"
            "record_quietly", "take"]
 
 # Bounds what one log line or summary carries (no log line over 16 KiB).
-LOG_CHANGES = 40
+LOG_CHANGES = 25
 
 
 @dataclass

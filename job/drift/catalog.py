@@ -44,6 +44,8 @@ _NOT_IN_EXTENSION = """
                 AND d.objid = c.oid AND d.deptype = 'e')
 """
 # Relations whose contents (columns, constraints, indexes, triggers, policies) are described.
+# Constraints with a parent (conparentid) are clones the server makes per partition, also on a
+# table whose foreign key references a partitioned table: they come with new partitions.
 _RELS = f"""
     SELECT c.oid, n.nspname, c.relname, c.relkind
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -85,7 +87,7 @@ _CONSTRAINTS_SQL = f"""
 WITH rels AS ({_RELS} AND c.relkind IN ('r', 'p', 'f'))
 SELECT r.nspname, r.relname, k.conname, k.contype, pg_get_constraintdef(k.oid)
 FROM rels r JOIN pg_constraint k ON k.conrelid = r.oid
-WHERE k.contype <> 'n'
+WHERE k.contype <> 'n' AND k.conparentid = 0
 """
 
 _INDEXES_SQL = f"""

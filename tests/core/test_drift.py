@@ -211,6 +211,8 @@ CREATE TABLE events (
 ) PARTITION BY RANGE (at);
 CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
 CREATE INDEX events_payload ON events USING gin (payload);
+CREATE TABLE event_notes (event_id bigint, event_at date, note text,
+                          FOREIGN KEY (event_id, event_at) REFERENCES events (id, at));
 CREATE UNLOGGED TABLE scratch (k text PRIMARY KEY, v text);
 ALTER TABLE accounts ENABLE ROW LEVEL SECURITY;
 CREATE POLICY own_rows ON accounts USING (login::text = current_user);
