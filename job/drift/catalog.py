@@ -7,7 +7,8 @@ public.users.nickname``) and the attributes are what a migration decides about i
 
 What is left out, on purpose, because it changes without anyone changing the schema (a
 description that moved on its own would be a false alarm that teaches people to ignore the
-report): sequence current values, statistics and ``reltuples``, OIDs, storage parameters
+report): sequence current values, statistics and ``reltuples``, OIDs, column order (a dump
+and restore renumbers columns), storage parameters
 (autovacuum tuning), tablespaces, ownership and grants, comments, partitions (children of a
 partitioned table come and go with tools such as pg_partman; the parent and its partition key
 are kept), objects that belong to an extension (the extension and its version stand for them),
