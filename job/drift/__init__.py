@@ -111,7 +111,9 @@ def inspect(conn: psycopg.Connection[Any], settings: Settings) -> Verdict:
     """Compare the database with its record, changing nothing (status, plan, and check)."""
     from job.drift import catalog, store
 
-    recorded = store.latest(conn)
+    # The stored description (hundreds of KiB for a large schema) is fetched only when the
+    # fingerprints differ: a clean no-op deploy reads the catalog and compares one hash.
+    recorded = store.latest(conn, with_description=False)
     snap = take(conn, settings)
     if recorded is None:
         return Verdict("unrecorded", snapshot=snap)
@@ -134,6 +136,9 @@ def inspect(conn: psycopg.Connection[Any], settings: Settings) -> Verdict:
         stale.append("migrations changed without a schema recording (an interrupted run, or "
                      f"another tool such as the yoyo CLI): {what}")
     common = sorted(set(recorded.schemas) & set(snap.schemas))
+    if not stale and recorded.fingerprint == snap.digest and recorded.schemas == snap.schemas:
+        return Verdict("clean", [], [], recorded, snap)
+    recorded.description = store.description_of(conn, recorded.id)
     changes = compare(recorded.description, snap.description, common)
     if stale:
         return Verdict("stale", changes, stale, recorded, snap)
@@ -196,15 +201,15 @@ def record(conn: psycopg.Connection[Any], settings: Settings, log: Any, reason: 
     from job.drift import store
 
     store.ensure(conn)
-    previous = store.latest(conn)
+    previous = store.latest(conn, with_description=False)
     snap = take(conn, settings)
     applied = store.applied_ids(conn)
     if (previous is not None and previous.fingerprint == snap.digest
             and sorted(previous.migrations) == applied and not previous.in_flight
             and sorted(previous.schemas) == snap.schemas):
         return []
-    changes = compare(previous.description, snap.description, snap.schemas) \
-        if previous is not None else []
+    changes = [] if previous is None or previous.fingerprint == snap.digest else compare(
+        store.description_of(conn, previous.id), snap.description, snap.schemas)
     _write(conn, settings, snap, reason=reason, run_id=run_id, applied=applied)
     log.info("schema.recorded", reason=reason, fingerprint=snap.digest[:12],
              changes=[c.text() for c in changes[:LOG_CHANGES]], count=len(changes),

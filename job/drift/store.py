@@ -88,6 +88,12 @@ def latest(conn: psycopg.Connection[Any], *, with_description: bool = True
                     migrations=list(row[7]), in_flight=row[8], description=row[9] or {})
 
 
+def description_of(conn: psycopg.Connection[Any], record_id: int) -> Description:
+    row = conn.execute(f"SELECT description FROM {TABLE} WHERE id = %s",
+                       (record_id,)).fetchone()
+    return row[0] if row and row[0] else {}
+
+
 def insert(conn: psycopg.Connection[Any], *, reason: str, user: str, run_id: str | None,
            fmt: int, server_major: int, schemas: list[str], digest: str,
            migrations: list[str], description: Description) -> None:
