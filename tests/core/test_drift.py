@@ -4,12 +4,18 @@ the job's own changes (apply, a failed apply, rollback, a killed run) never coun
 from __future__ import annotations
 
 import json
+import os
+import select
 import signal
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO, job_env
 from tests.core.helpers import (
     applied_ids,
     backend_running,
@@ -458,3 +464,35 @@ def test_database_adopted_from_yoyo_records_a_fingerprint_without_refusing(
     assert scalar(database_url, "SELECT count(*) FROM _migrate_job_schema") == 1
     _by_hand(database_url, "ALTER TABLE users DROP COLUMN extra")
     assert run_job("run", env=env).returncode == 5
+
+
+def test_accept_schema_on_a_terminal_lists_the_changes_before_asking(
+        database_url, run_job, tmp_path):
+    mdir = tmp_path / "m"
+    _base(mdir)
+    env = env_for(database_url, mdir)
+    assert run_job("run", env=env).returncode == 0
+    _by_hand(database_url, "ALTER TABLE users ADD COLUMN nickname text")
+    master, slave = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "job", "accept-schema"],
+                            env=job_env(**env), cwd=str(REPO), stdin=slave, stdout=slave,
+                            stderr=slave, start_new_session=True)
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while b"Type 'yes'" not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                seen += os.read(master, 65536)
+        assert b"Type 'yes'" in seen, seen.decode(errors="replace")
+        prompt = seen.decode(errors="replace")
+        assert "column public.users.nickname added" in prompt
+        assert "accept-schema on postgres@" in prompt  # names the database
+        os.write(master, b"yes\n")
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert run_job("run", env=env).returncode == 0
