@@ -182,7 +182,6 @@ def accept_schema(ctx: Context, confirm: Callable[[str], None]) -> None:
     """Record the current schema as the expected one, after reviewing an out-of-band change.
     ``confirm`` is asked with the list of what will be accepted (on a TTY without --yes)."""
     from job import drift
-    from job.drift import store
 
     conn = ctx.connect_admin()
     ctx.take_lock()
@@ -201,7 +200,6 @@ def accept_schema(ctx: Context, confirm: Callable[[str], None]) -> None:
         what += " (" + "; ".join(accepted[:20]) + ")"
     confirm(what)
     with ctx.lock_mutex:
-        store.ensure(conn)
         drift.record(conn, ctx.settings, ctx.log, "accept-schema", run_id=ctx.run_id)
     ctx.log.info("accept_schema.done", changes=accepted, count=len(verdict.changes),
                  previous_state=verdict.state)

@@ -116,6 +116,19 @@ def enforce(conn: psycopg.Connection[Any], settings: Settings, log: Any) -> Stat
 
 def write(conn: psycopg.Connection[Any], settings: Settings, name: str) -> str | None:
     """Set the stamp (under the lock); returns the previous name."""
+    import psycopg
+
+    try:
+        return _write(conn, settings, name)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        from job.errors import ConfigError
+
+        raise ConfigError(
+            f"cannot stamp the environment: {exc.diag.message_primary or exc} (the role needs "
+            f"CREATE on its schema for {TABLE}, like the tracking tables)") from None
+
+
+def _write(conn: psycopg.Connection[Any], settings: Settings, name: str) -> str | None:
     import contextlib
 
     with conn.transaction() if conn.autocommit else contextlib.nullcontext():

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import json
+import uuid
 
-from tests.core.helpers import applied_ids, env_for, events, scalar, summary, table_exists, write
+from tests.core.helpers import (
+    applied_ids,
+    env_for,
+    events,
+    query,
+    scalar,
+    summary,
+    table_exists,
+    write,
+)
 
 
 def _stamp(url: str) -> str | None:
@@ -126,3 +136,23 @@ def test_bad_environment_name_is_a_configuration_error(database_url, run_job, tm
     res = run_job("stamp-environment", "bad name", "--yes", env=env_for(database_url, mdir))
     assert res.returncode == 2
     assert not table_exists(database_url, "_yoyo_migration")
+
+
+def test_role_without_create_gets_a_clear_configuration_error(database_url, run_job, tmp_path):
+    from urllib.parse import urlsplit, urlunsplit
+
+    role = "nocreate_" + uuid.uuid4().hex[:8]
+    query(database_url, f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
+    try:
+        query(database_url, f"REVOKE CREATE ON SCHEMA public FROM PUBLIC, {role}")
+        parts = urlsplit(database_url)
+        url = urlunsplit(parts._replace(
+            netloc=f"{role}:pw-{role}@{parts.hostname}:{parts.port}"))
+        mdir = tmp_path / "m"
+        write(mdir, "0001_a.sql", "CREATE TABLE a (id bigint);\n")
+        res = run_job("run", env=env_for(url, mdir, MIGRATE_ENVIRONMENT="staging"))
+        assert res.returncode == 2, res.stderr
+        assert "cannot stamp the environment" in summary(res.stderr)["message"]
+    finally:
+        query(database_url, f"DROP OWNED BY {role}")
+        query(database_url, f"DROP ROLE {role}")
