@@ -136,7 +136,7 @@ def inspect(conn: psycopg.Connection[Any], settings: Settings) -> Verdict:
         stale.append("migrations changed without a schema recording (an interrupted run, or "
                      f"another tool such as the yoyo CLI): {what}")
     common = sorted(set(recorded.schemas) & set(snap.schemas))
-    if not stale and recorded.fingerprint == snap.digest and recorded.schemas == snap.schemas:
+    if not stale and recorded.fingerprint == snap.digest and sorted(recorded.schemas) == snap.schemas:
         return Verdict("clean", [], [], recorded, snap)
     recorded.description = store.description_of(conn, recorded.id)
     changes = compare(recorded.description, snap.description, common)
