@@ -59,6 +59,7 @@ bench: install
 	$(BIN)/python bench/gate.py
 	$(BIN)/python bench/backup.py
 	$(BIN)/python bench/adopt.py
+	$(BIN)/python bench/drift.py
 
 clean:
 	rm -rf $(VENV) .test-tools .pytest_cache .mypy_cache .ruff_cache *.egg-info

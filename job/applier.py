@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from job import redact, signals, tracking
-from job.errors import MigrationFailed
+from job.errors import MigrationFailed, VerificationFailed
 from job.migrations import Migration, Step, line_of_error
 from job.progress import StatementWatcher
 
@@ -110,7 +110,7 @@ class Applier:
                 self.sleep(wait)
 
     def _run_transactional(self, ms: list[Migration]) -> None:
-        if all(s.single for m in ms for s in m.exec_steps()):
+        if all(s.single for m in ms for s in (*m.exec_steps(), *m.verify_steps())):
             durations = self._pipelined(ms)
         else:
             durations = self._step_by_step(ms)
@@ -134,7 +134,7 @@ class Applier:
                     for m in ms:
                         self.log.info("migration.start", migration=m.id, transactional=True)
                         self.conn.cursor().execute(tracking.STARTED_SQL)
-                        for step in m.exec_steps():
+                        for step in (*m.exec_steps(), *m.verify_steps()):
                             cur = self.conn.cursor()
                             sent.append((m, step, cur))
                             cur.execute(step.apply)  # type: ignore[arg-type]
@@ -155,6 +155,9 @@ class Applier:
                 if self.watcher:
                     self.watcher.end()
             durations = {m.id: (c.fetchone()[0] or 0) / 1000 for m, st, c in sent if st is None}
+            for m, st, c in sent:
+                if st is not None and st.verify:
+                    self._check_verify_result(m, st, c)
             with signals.critical():
                 self.conn.commit()
         except BaseException:
@@ -170,6 +173,9 @@ class Applier:
                 started = time.monotonic()
                 for step in m.exec_steps():
                     self._exec(m, step)
+                for step in m.verify_steps():
+                    self._exec(m, step)
+                    self._check_verify_result(m, step, self.cur)
                 durations[m.id] = time.monotonic() - started
                 # Record inside the same transaction as the migration itself.
                 self.cur.execute(tracking.RECORD_SQL, tracking.record_params(
@@ -198,6 +204,10 @@ class Applier:
             self._autocommit(False)
         duration = time.monotonic() - started
         try:
+            # The verify script and the record commit together: a migration that fails its
+            # verification stays unrecorded (a rerun applies its idempotent statements again).
+            for step in m.verify_steps():
+                self._verify_nontransactional(m, step, executed)
             self.cur.execute(tracking.RECORD_SQL, tracking.record_params(
                 self.settings, m, operation="apply", how="applied",
                 duration_ms=int(duration * 1000)))
@@ -259,6 +269,46 @@ class Applier:
         self.log.info("rollback.done", migration=m.id, duration_s=round(duration, 3))
         return duration
 
+    # -- verify scripts ----------------------------------------------------------------------
+    def _check_verify_result(self, m: Migration, step: Step, cur: Any) -> None:
+        """A verify query passes when the first column of its first row is true (or any
+        other non-NULL value); a statement that returns no result set passes by not failing."""
+        problem = _verify_problem(cur)
+        if problem is None:
+            return
+        where = f"{step.path}:{step.line}" if step.line else step.path
+        raise MigrationFailed(
+            f"migration {m.id} failed its verify script at {where}: {problem}: "
+            f"{step.describe()} (the migration was rolled back)",
+            migration=m.id, file=step.path, line=step.line, sqlstate=None,
+            server_message=problem, detail=None, hint=None, statement=step.describe(),
+            verify=True)
+
+    def _verify_nontransactional(self, m: Migration, step: Step, executed: list[str]) -> None:
+        import psycopg
+
+        where = f"{step.path}:{step.line}" if step.line else step.path
+        try:
+            self._call(step.apply)  # type: ignore[arg-type]
+            problem = _verify_problem(self.cur)
+        except psycopg.Error as exc:
+            problem = f"[{exc.sqlstate}] " + redact.scrub(
+                exc.diag.message_primary or str(exc).strip())
+            self._rollback_quietly()
+        if problem is None:
+            return
+        invalid = self._invalid_indexes()
+        text = (f"migration {m.id} failed its verify script at {where}: {problem}: "
+                f"{step.describe()}. Its {len(executed)} non-transactional statement(s) stayed "
+                "applied and the migration is NOT recorded: the next run applies it again "
+                "(its statements must be idempotent) and verifies again")
+        if invalid:
+            text += "; INVALID index(es): " + ", ".join(invalid)
+        raise VerificationFailed(
+            text, migration=m.id, file=step.path, line=step.line, server_message=problem,
+            statement=step.describe(), executed_statements=list(executed),
+            invalid_indexes=invalid, verify=True)
+
     # -- statements --------------------------------------------------------------------------
     def _exec(self, m: Migration, step: Step, executed: list[str] | None = None) -> None:
         import psycopg
@@ -298,14 +348,15 @@ class Applier:
                  blockers: list[dict[str, Any]] | None = None, rollback: bool = False
                  ) -> MigrationFailed:
         diag = exc.diag
-        path = m.rollback_path if rollback else m.path
+        path = m.rollback_path if rollback else (step.path or m.path)
         line = step.rollback_line if rollback else line_of_error(step, _int(
             diag.statement_position))
         where = f"{path}:{line}" if line else path
         primary = redact.scrub(diag.message_primary or str(exc).strip())
         detail = redact.scrub(diag.message_detail) if diag.message_detail else None
         hint = redact.scrub(diag.message_hint) if diag.message_hint else None
-        verb = "rollback of" if rollback else "migration"
+        verb = ("rollback of" if rollback else "verify script of migration" if step.verify
+                else "migration")
         text = f"{verb} {m.id} failed at {where}: [{exc.sqlstate}] {primary}"
         if detail:
             text += f" DETAIL: {detail}"
@@ -350,6 +401,19 @@ class _LockTimeoutHit(Exception):
         super().__init__(failure.message)
         self.failure = failure
         self.blockers = blockers
+
+
+def _verify_problem(cur: Any) -> str | None:
+    if cur.description is None:
+        return None
+    row = cur.fetchone()
+    if row is None:
+        return "the query returned no row"
+    if row[0] is None:
+        return "the query returned NULL"
+    if row[0] is False:
+        return "the query returned false"
+    return None
 
 
 def _int(value: Any) -> int | None:

@@ -74,6 +74,11 @@ COMMON: tuple[Option, ...] = (
            metavar="PATH"),
     Option("--config-dir", "config_dir", "MIGRATE_CONFIG_DIR",
            "where migrate-job.toml / pyproject.toml are read [.]", metavar="DIR"),
+    Option("--environment", "environment", "MIGRATE_ENVIRONMENT",
+           "this run's environment (staging, production); stamped on the database",
+           metavar="NAME"),
+    Option("--on-schema-drift", "on_schema_drift", "MIGRATE_ON_SCHEMA_DRIFT",
+           "out-of-band schema changes since the last run [fail]", ("fail", "warn")),
 )
 ALLOW_DESTRUCTIVE = Option("--allow-destructive", "allow_destructive",
                            "MIGRATE_ALLOW_DESTRUCTIVE",
@@ -85,7 +90,7 @@ EXIT_CODES = {
     2: "usage or configuration error (nothing changed)",
     3: "database unreachable or authentication failed within --db-wait",
     4: "another runner held the migration lock past --lock-wait",
-    5: "integrity refusal: an applied file changed, or an unknown applied migration",
+    5: "integrity refusal: an applied file changed, the schema drifted, another environment",
     6: "safety refusal: an unapproved dangerous finding",
     7: "backup failed or could not be verified (nothing migrated)",
     8: "a migration failed (message: migration, file:line, SQLSTATE, detail, hint)",
@@ -263,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "new", "create a migration and its rollback script",
                  examples=["migrate-job new 'add orders status'"], exits=(0, 2))
     p.add_argument("name", help="what the migration does; becomes the file name's slug")
+    p.add_argument("--verify", action="store_true",
+                   help="also create NNNN_name.verify.sql (assertions run after the migration)")
 
     p = _command(sub, "rollback", "roll back the last applied migrations",
                  examples=["migrate-job rollback --yes", "migrate-job rollback --count 2 --yes",
@@ -296,6 +303,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("ids", nargs="+", metavar="ID", help="migration ids (file names "
                        "without .sql)")
         _yes(p)
+
+    p = _command(sub, "accept-schema", "record the current schema as expected after review",
+                 description="Record the current schema of the managed schemas as the expected "
+                             "one, after an\nout-of-band change was reviewed (`status` lists "
+                             "it). The next `run` compares with it.",
+                 examples=["migrate-job status            # lists the drift",
+                           "migrate-job accept-schema --yes"], exits=(0, 2, 3, 4, 5))
+    _yes(p)
+    p = _command(sub, "stamp-environment", "set the database's environment stamp",
+                 examples=["migrate-job stamp-environment production --yes"],
+                 exits=(0, 2, 3, 4))
+    p.add_argument("name", metavar="NAME", help="the environment's name (e.g. production)")
+    _yes(p)
 
     _adopt_parsers(sub)
 
@@ -452,6 +472,15 @@ def _body(command: str, args: argparse.Namespace, settings: Any) -> Any:
 
     ids = " ".join(getattr(args, "ids", []) or [])
     confirm = runtime.Confirm(bool(getattr(args, "yes", False)), tty)
+
+    def after_review(action: Any) -> Any:
+        """The prompt lists what the command found: refuse before connecting when no one could
+        answer it, else ask once the list is known."""
+        def body(ctx: Any) -> None:
+            confirm.check_possible(command)
+            action(ctx)
+        return body
+
     bodies = {
         "run": pipeline.run,
         "status": lambda ctx: pipeline.status(ctx, args.json),
@@ -459,12 +488,15 @@ def _body(command: str, args: argparse.Namespace, settings: Any) -> Any:
         "undo": lambda ctx: _undo(ctx, args, confirm),
         "plan": lambda ctx: pipeline.plan_command(ctx, args.fmt or "text", verbose=args.verbose),
         "lint": lambda ctx: _lint(ctx, args),
-        "new": lambda ctx: _new(ctx, args.name),
+        "new": lambda ctx: _new(ctx, args.name, args.verify),
         "rollback": lambda ctx: commands.rollback(ctx, args.count, args.to, confirm),
         "mark": confirmed(f"mark {ids}", lambda ctx: commands.mark(ctx, args.ids)),
         "unmark": confirmed(f"unmark {ids}", lambda ctx: commands.unmark(ctx, args.ids)),
         "accept-changes": confirmed(f"accept-changes {ids}",
                                     lambda ctx: commands.accept_changes(ctx, args.ids)),
+        "accept-schema": after_review(lambda ctx: commands.accept_schema(ctx, confirm)),
+        "stamp-environment": after_review(lambda ctx: commands.stamp_environment(
+            ctx, _environment(args.name), confirm)),
         "baseline": lambda ctx: _adopt(ctx, args, confirm),
         "import": lambda ctx: _adopt(ctx, args, confirm),
         "backup": commands.backup,
@@ -497,11 +529,21 @@ def _undo(ctx: Any, args: argparse.Namespace, confirm: Any) -> None:
     undo(ctx, args.run_id, args.restore, confirm)
 
 
-def _new(ctx: Any, name: str) -> None:
+def _new(ctx: Any, name: str, verify: bool) -> None:
     from job import commands
 
-    for path in commands.new(ctx.settings, name):
+    for path in commands.new(ctx.settings, name, verify=verify):
         print(path)
+
+
+def _environment(name: str) -> str:
+    from job.errors import ConfigError
+    from job.settings import environment_name
+
+    try:
+        return environment_name(name, "stamp-environment NAME")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _lint(ctx: Any, args: argparse.Namespace) -> None:

@@ -1,11 +1,12 @@
-"""Commands other than the pipeline: new, rollback, mark, unmark, accept-changes, backup,
-restore, demo. Each is a short function over a ``Context``; none reads argv or the environment.
+"""Commands other than the pipeline: new, rollback, mark, unmark, accept-changes,
+accept-schema, stamp-environment, backup, restore, demo. Each is a short function over a
+``Context``; none reads argv or the environment.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
 
 
 # -- new ---------------------------------------------------------------------------------------
-def new(settings: Settings, name: str, now: datetime | None = None) -> list[Path]:
+def new(settings: Settings, name: str, now: datetime | None = None, verify: bool = False
+        ) -> list[Path]:
     slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
     if not slug:
         raise ConfigError(f"migration name {name!r} has no letters or digits")
@@ -34,7 +36,7 @@ def new(settings: Settings, name: str, now: datetime | None = None) -> list[Path
     if apply_path.exists():
         raise ConfigError(f"{apply_path} already exists")
     previous = sorted(p.stem for p in directory.glob("*.sql")
-                      if not p.name.endswith(".rollback.sql")
+                      if not p.name.endswith((".rollback.sql", migrations.VERIFY_SUFFIX))
                       and not p.name.startswith("post-apply"))
     depends = f"-- depends: {previous[-1]}\n" if previous else ""
     apply_path.write_text(
@@ -57,7 +59,17 @@ def new(settings: Settings, name: str, now: datetime | None = None) -> list[Path
                              "-- If undoing it only means forgetting the record, make the next "
                              "line the directive:\n"
                              "-- -- rollback: nothing to undo\n\n")
-    return [apply_path, rollback_path]
+    if not verify:
+        return [apply_path, rollback_path]
+    verify_path = directory / f"{mid}{migrations.VERIFY_SUFFIX}"
+    verify_path.write_text(
+        f"-- verify {mid}: runs right after {apply_path.name}, in the same transaction.\n"
+        "-- Each query's first column of its first row must be true; false, NULL, no row or\n"
+        "-- an error fails the migration (rolled back, exit 8). Only read here: a write is\n"
+        "-- refused by the safety gate (VF01). For example:\n"
+        "--   SELECT count(*) = 0 FROM orders WHERE customer_id IS NULL;\n"
+        "--   SELECT to_regclass('public.orders_customer_id_idx') IS NOT NULL;\n\n")
+    return [apply_path, rollback_path, verify_path]
 
 
 # -- rollback ------------------------------------------------------------------------------------
@@ -116,6 +128,7 @@ def mark(ctx: Context, ids: Sequence[str]) -> None:
         ctx.log.info("mark.done" if i in {m.id for m in todo} else "mark.already_applied",
                      migration=i)
     ctx.summary.extra["marked"] = [m.id for m in todo]
+    _record_schema(ctx, f"mark {' '.join(m.id for m in todo)}")
 
 
 def unmark(ctx: Context, ids: Sequence[str]) -> None:
@@ -135,6 +148,7 @@ def unmark(ctx: Context, ids: Sequence[str]) -> None:
                                              how="unmarked")})
     ctx.log.info("unmark.done", migrations=list(ids))
     ctx.summary.extra["unmarked"] = list(ids)
+    _record_schema(ctx, f"unmark {' '.join(ids)}")
 
 
 def accept_changes(ctx: Context, ids: Sequence[str]) -> None:
@@ -160,6 +174,67 @@ def accept_changes(ctx: Context, ids: Sequence[str]) -> None:
                     comment=f"accept-changes: checksum {m.checksum[:12]}"))
     ctx.log.info("accept_changes.done", migrations=list(ids))
     ctx.summary.extra["accepted"] = list(ids)
+    # The schema and the applied set are unchanged: the schema record stays as it is (writing
+    # one here would quietly absorb any drift into an unrelated review).
+
+
+# -- accept-schema / stamp-environment -----------------------------------------------------------
+def accept_schema(ctx: Context, confirm: Callable[[str], None]) -> None:
+    """Record the current schema as the expected one, after reviewing an out-of-band change.
+    ``confirm`` is asked with the list of what will be accepted (on a TTY without --yes)."""
+    from job import drift
+
+    conn = ctx.connect_admin()
+    ctx.take_lock()
+    with ctx.lock_mutex:
+        verdict = drift.inspect(conn, ctx.settings)
+    accepted = verdict.texts()
+    if verdict.state == "clean" and verdict.recorded is not None and sorted(
+            verdict.recorded.schemas) == (verdict.snapshot.schemas if verdict.snapshot else []):
+        ctx.log.info("accept_schema.nothing_to_accept",
+                     message="the schema is as recorded; nothing to accept")
+        ctx.summary.extra["accepted_schema_changes"] = []
+        return
+    what = (f"accept-schema on {ctx.summary.database}: record the current schema of "
+            f"{', '.join(verdict.snapshot.schemas if verdict.snapshot else [])} as expected")
+    if accepted:
+        what += " (" + "; ".join(accepted[:20]) + ")"
+    confirm(what)
+    with ctx.lock_mutex:
+        drift.record(conn, ctx.settings, ctx.log, "accept-schema", run_id=ctx.run_id)
+    ctx.log.info("accept_schema.done", changes=accepted, count=len(verdict.changes),
+                 previous_state=verdict.state)
+    ctx.summary.extra["accepted_schema_changes"] = accepted
+
+
+def stamp_environment(ctx: Context, name: str, confirm: Callable[[str], None]) -> None:
+    """Set the database's environment stamp (the guard refuses writing runs of another name)."""
+    from job import envguard
+
+    conn = ctx.connect_admin()
+    ctx.take_lock()
+    with ctx.lock_mutex:
+        current = envguard.read(conn)
+    if current is not None and current.name == name:
+        ctx.log.info("environment.unchanged", environment=name)
+        ctx.summary.extra["environment"] = name
+        return
+    confirm(f"stamp-environment on {ctx.summary.database}: change the environment stamp from "
+            f"{repr(current.name) if current else 'none'} to {name!r}")
+    with ctx.lock_mutex:
+        previous = envguard.write(conn, ctx.settings, name)
+    ctx.log.warning("environment.restamped", environment=name, previous=previous,
+                    message=f"this database is now stamped '{name}' (was "
+                            f"{repr(previous) if previous else 'unstamped'})")
+    ctx.summary.extra["environment"] = name
+    ctx.summary.extra["previous_environment"] = previous
+
+
+def _record_schema(ctx: Context, reason: str) -> None:
+    from job import drift
+
+    with ctx.lock_mutex:
+        drift.record_quietly(ctx.lock_conn, ctx.settings, ctx.log, reason, run_id=ctx.run_id)
 
 
 def _locked_plan(ctx: Context) -> tuple[MigrationSet, Plan]:

@@ -21,6 +21,9 @@ from job.errors import ConfigError
 # Never change what this computes without bumping the name: a silent algorithm change would
 # flag every applied migration as edited (Flyway #2027, Liquibase #4457).
 CHECKSUM_ALGORITHM = "sha256-lf-v1"
+# Assertions beside a migration. yoyo's reader would take them for migrations of their own
+# (it reads every *.sql but *.rollback.sql), so read() sets them aside.
+VERIFY_SUFFIX = ".verify.sql"
 
 
 def content_checksum(data: bytes) -> str:
@@ -42,6 +45,9 @@ class Step:
     rollback_line: int | None = None
     ignore_errors: str | None = None
     single: bool = False  # exactly one statement (split by the grammar): can be pipelined
+    # A statement of the migration's verify script (NNNN_name.verify.sql), and that file.
+    verify: bool = False
+    path: str | None = None
 
     def describe(self) -> str:
         if isinstance(self.apply, str):
@@ -71,6 +77,7 @@ class Migration:
     post_apply: bool = False
     _steps: list[Step] | None = field(default=None, repr=False)
     _header: Header | None = field(default=None, repr=False)
+    _verify_steps: list[Step] | None = field(default=None, repr=False)
 
     @property
     def hash(self) -> str:
@@ -79,6 +86,20 @@ class Migration:
     @property
     def rollback_path(self) -> str:
         return os.path.splitext(self.path)[0] + ".rollback.sql"
+
+    @property
+    def verify_path(self) -> str | None:
+        """``NNNN_name.verify.sql`` beside the migration, when there is one."""
+        path = os.path.splitext(self.path)[0] + VERIFY_SUFFIX
+        return path if os.path.isfile(path) else None
+
+    def verify_steps(self) -> list[Step]:
+        """The verify script's statements, run right after the migration's own (each query's
+        first column of its first row must be true)."""
+        if self._verify_steps is None:
+            path = self.verify_path
+            self._verify_steps = [] if path is None else _read_verify(path, self.id)
+        return self._verify_steps
 
     @property
     def is_sql(self) -> bool:
@@ -211,9 +232,39 @@ def read(directory: str) -> MigrationSet:
         found = read_migrations(str(path))
     except yoyo_exceptions.MigrationConflict as exc:
         raise ConfigError(f"{directory}: duplicate migration id {exc.args[0]!r}") from None
-    migrations = [_wrap(m, post_apply=False) for m in found]
-    hooks = [_wrap(m, post_apply=True) for m in found.post_apply]
+    migrations = [_wrap(m, post_apply=False) for m in found
+                  if not m.path.endswith(VERIFY_SUFFIX)]
+    hooks = [_wrap(m, post_apply=True) for m in found.post_apply
+             if not m.path.endswith(VERIFY_SUFFIX)]
+    _check_verify_scripts(path, migrations)
     return MigrationSet(str(path), migrations, hooks)
+
+
+def _check_verify_scripts(path: Path, migrations: list[Migration]) -> None:
+    """A verify script must sit beside its migration: a misspelt name would never run."""
+    stems = {os.path.splitext(os.path.basename(m.path))[0] for m in migrations}
+    for entry in sorted(path.glob("*" + VERIFY_SUFFIX)):
+        stem = entry.name[: -len(VERIFY_SUFFIX)]
+        if stem not in stems:
+            raise ConfigError(
+                f"{entry}: verify script without a migration {stem}.sql or {stem}.py beside it"
+                + (" (post-apply hooks have no verify scripts)"
+                   if stem.startswith("post-apply") else ""), file=str(entry))
+
+
+def _read_verify(path: str, mid: str) -> list[Step]:
+    try:
+        text = Path(path).read_text(encoding="utf-8").replace("\r\n", "\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: unreadable: {exc}", migration=mid, file=path) from None
+    if not text.strip():
+        return []
+    steps = _split_statements(text, 1)
+    if steps is None:  # the grammar could not split it: one query, the server says where
+        steps = [Step(apply=text, rollback=None, line=1)]
+    for step in steps:
+        step.verify, step.path = True, path
+    return steps
 
 
 def _wrap(y: Any, post_apply: bool) -> Migration:
@@ -228,7 +279,7 @@ def _check_duplicate_ids(path: Path) -> None:
     seen: dict[str, str] = {}
     for entry in sorted(path.iterdir()):
         name = entry.name
-        if name.endswith(".rollback.sql") or entry.suffix not in {".sql", ".py"}:
+        if name.endswith((".rollback.sql", VERIFY_SUFFIX)) or entry.suffix not in {".sql", ".py"}:
             continue
         if not entry.is_file():
             continue

@@ -1,7 +1,8 @@
 """The deploy pipeline and its read-only views.
 
 ``run`` reads top to bottom as CONTRACT.md describes it: settings -> secrets -> wait for the
-database -> lock -> integrity -> plan -> safety gate -> backup -> apply -> verify -> report.
+database -> lock -> environment check -> integrity -> schema drift -> plan -> safety gate ->
+backup -> apply (+ verify scripts) -> verify -> report.
 ``status`` and ``plan`` share its first steps but never write.
 """
 
@@ -60,7 +61,7 @@ class Plan:
                          "statements": counts[m.id] if m.id in counts else len(m.steps),
                          "has_rollback": (os.path.exists(m.rollback_path) if m.is_sql
                                           else m.has_rollback),
-                         "checksum": m.checksum}
+                         "checksum": m.checksum, "verify": m.verify_path}
                         for m in self.pending],
             "deferred": [{"id": m.id, "file": m.path, "phase": m.phase} for m in self.deferred],
             "changed": [{"id": i, "file": p} for i, p in self.integrity.changed],
@@ -75,7 +76,7 @@ def run(ctx: Context) -> None:
     settings, log = ctx.settings, ctx.log
     found = migrations.read(settings.migrations_dir)
     conn = ctx.connect_admin()
-    ctx.take_lock()
+    ctx.take_lock()  # and the environment check (runtime.Context.take_lock)
     with ctx.lock_mutex:
         tracking.ensure_tables(conn)
         plan = make_plan(conn, found)
@@ -90,6 +91,7 @@ def run(ctx: Context) -> None:
                  count=len(plan.integrity.unverified),
                  reason="applied without a content checksum (e.g. by the yoyo CLI); "
                         "recording the current file's checksum")
+    check_schema(ctx)
     for row in plan.state.applied:
         log.debug("migration.skipped", migration=row.id, reason="already applied")
     _log_deferred(ctx, plan)
@@ -145,6 +147,26 @@ def refuse_on_integrity(ctx: Context, plan: Plan) -> None:
                         message=message)
 
 
+def check_schema(ctx: Context) -> None:
+    """Schema drift since the last recording: exit 5, or a warning (MIGRATE_ON_SCHEMA_DRIFT)."""
+    from job import drift
+
+    assert ctx.lock_conn is not None
+    with ctx.lock_mutex:
+        verdict = drift.check(ctx.lock_conn, ctx.settings, ctx.log, command=ctx.command,
+                              run_id=ctx.run_id)
+    if verdict.changes and verdict.state != "clean":
+        ctx.summary.extra["schema_drift"] = verdict.texts(limit=10)
+
+
+def record_schema(ctx: Context, reason: str) -> None:
+    """After the schema changed, under the lock; never masks the error that ended a run."""
+    from job import drift
+
+    with ctx.lock_mutex:
+        drift.record_quietly(ctx.lock_conn, ctx.settings, ctx.log, reason, run_id=ctx.run_id)
+
+
 def safety_gate(ctx: Context, plan: Plan, conn: psycopg.Connection[Any]) -> None:
     from job.rollout_gate import log_phase_hints
     from job.safety_gate import evaluate, refusal
@@ -184,10 +206,17 @@ def take_backup_if_configured(ctx: Context, plan: Plan, conn: psycopg.Connection
 
 
 def apply(ctx: Context, plan: Plan) -> None:
+    from job import drift
     from job.applier import Applier
     from job.progress import StatementWatcher
 
     mig = ctx.connect_migration()
+    assert ctx.lock_conn is not None
+    with ctx.lock_mutex:
+        # Cleared by the recording below; if this process dies first, the next run knows the
+        # schema moved under a run of ours, not behind everyone's back.
+        drift.mark_in_flight(ctx.lock_conn, f"run {ctx.run_id} applying "
+                             f"{len(plan.pending)} migration(s) from {plan.pending[0].id}")
     watcher = None
     if ctx.lock_conn is not None:
         watcher = StatementWatcher(ctx.lock_conn, ctx.lock_mutex, mig.info.backend_pid,
@@ -206,6 +235,9 @@ def apply(ctx: Context, plan: Plan) -> None:
         done = {a.id for a in applier.applied}
         ctx.summary.pending = [m.id for m in plan.pending if m.id not in done] + [
             m.id for m in plan.deferred]
+        # Success or failure: the record matches what is really there (a failed
+        # non-transactional migration leaves its earlier statements applied).
+        record_schema(ctx, f"{ctx.command}: applied {len(done)} of {len(plan.pending)}")
 
 
 def verify(ctx: Context, found: MigrationSet, plan: Plan) -> None:
@@ -227,33 +259,75 @@ def verify(ctx: Context, found: MigrationSet, plan: Plan) -> None:
 
 # -- status / plan (read-only) -------------------------------------------------------------------
 def status(ctx: Context, as_json: bool) -> None:
-    from job import views
+    from job import drift, envguard, views
 
     found = migrations.read(ctx.settings.migrations_dir)
     conn = ctx.connect_admin(read_only=True)
     plan = make_plan(conn, found)
+    env = envguard.inspect(conn, ctx.settings)
+    schema = drift.inspect(conn, ctx.settings)
     data = plan.as_dict()
+    data["environment"] = env.as_dict()
+    data["schema"] = schema.as_dict()
     ctx.summary.pending = [m.id for m in plan.pending]
     # For status, "applied" is what the database has (a run's summary lists what it applied).
     ctx.summary.applied = [{"id": a["id"], "applied_at_utc": a["applied_at_utc"]}
                            for a in data["applied"]]
     if as_json:
-        print(json.dumps(data, indent=2))
+        print(json.dumps(data, indent=2, default=str))
     else:
         print(views.status_text({**data, **views.plan_extras(ctx.settings,
                                                               ctx.summary.database)},
-                                width=views.stdout_width()))
+                                width=views.stdout_width())
+              + "\n\n" + env.text() + "\n" + _schema_text(schema))
     if plan.integrity.changed:
         raise IntegrityRefusal(
             "applied migration file(s) changed: "
             + ", ".join(f"{p} ({i})" for i, p in plan.integrity.changed),
             changed=data["changed"])
+    refuse_on_environment(env)
+    if schema.drifted:
+        raise IntegrityRefusal(f"the schema changed outside migrations: "
+                               f"{_drift_summary(schema)}", schema_drift=schema.texts())
     if plan.pending:
         raise PendingMigrations(f"{len(plan.pending)} pending migration(s)")
 
 
+def refuse_on_environment(env: Any, *, as_run: bool = False) -> None:
+    """Read-only commands: a writing run naming another environment than the stamp's would be
+    refused; say so with the same exit code. ``as_run`` (plan): also when it names none."""
+    if env.mismatch or (as_run and env.stamp is not None and env.this_run is None):
+        says = f"says '{env.this_run}'" if env.this_run else "names no environment"
+        raise IntegrityRefusal(f"this database is stamped '{env.stamp.name}'; this run {says}",
+                               environment_stamp=env.stamp.name, environment=env.this_run)
+
+
+def _drift_summary(schema: Any) -> str:
+    from job.drift.diff import summarize
+
+    return summarize(schema.changes)
+
+
+def _schema_text(v: Any) -> str:
+    snap = v.snapshot
+    where = ", ".join(snap.schemas) if snap else "?"
+    if v.state == "unrecorded":
+        return f"schema ({where}): no fingerprint recorded yet (the next writing run records it)"
+    if v.state == "clean":
+        return f"schema ({where}): as recorded ({snap.digest[:12] if snap else '?'})"
+    lines = []
+    if v.state == "stale":
+        lines.append(f"schema ({where}): the record cannot vouch for the schema ("
+                     + "; ".join(v.stale_reasons) + "); the next run re-records it")
+    else:
+        lines.append(f"schema ({where}): DRIFT, {len(v.changes)} change(s) outside migrations "
+                     "(run refuses with exit 5; after review: migrate-job accept-schema --yes)")
+    lines += [f"  {t}" for t in v.texts()]
+    return "\n".join(lines)
+
+
 def plan_command(ctx: Context, fmt: str, verbose: bool = False) -> None:
-    from job import views
+    from job import drift, envguard, views
     from job.rollout_gate import phase_hints, render_hints
     from job.safety_gate import evaluate, refusal
 
@@ -263,23 +337,32 @@ def plan_command(ctx: Context, fmt: str, verbose: bool = False) -> None:
         plan = make_plan(conn, found)
         ctx.summary.pending = [m.id for m in plan.pending]
         plan.select_phase(ctx.settings.phase)
+        env = envguard.inspect(conn, ctx.settings)
         safety = evaluate(ctx.settings, plan.pending, conn, ctx.log)
+    schema = drift.inspect(conn, ctx.settings)
     data = plan.as_dict(safety.pop("statements_by_migration", None))
     data.update(views.plan_extras(ctx.settings, ctx.summary.database))
     for entry, m in zip(data["pending"], plan.pending, strict=True):
         entry["sql"] = views.statements_of(m)
     data["safety"] = safety
+    data["environment"] = env.as_dict()
+    data["schema"] = schema.as_dict()
     hints = phase_hints(safety, plan.pending)
     if hints:
         data["phase_hints"] = hints
     _summarise_findings(ctx, safety)
     text = views.render_plan(data, fmt, verbose=verbose, width=views.stdout_width())
     if fmt == "text":
-        text = "\n".join([text, *render_hints(hints), *_deferred_lines(plan)])
+        text = "\n".join([text, *render_hints(hints), *_deferred_lines(plan), "",
+                          env.text(), _schema_text(schema)])
     print(text)
     if plan.integrity.changed:
         raise IntegrityRefusal("run would refuse: applied migration file(s) changed",
                                changed=data["changed"])
+    refuse_on_environment(env, as_run=True)
+    if schema.drifted and ctx.settings.on_schema_drift != "warn":
+        raise IntegrityRefusal(f"run would refuse: the schema changed outside migrations: "
+                               f"{_drift_summary(schema)}", schema_drift=schema.texts())
     error = refusal(safety, {m.id: m.transactional for m in plan.pending}, plan=True)
     if error is not None:
         raise error

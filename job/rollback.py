@@ -66,9 +66,13 @@ class Problem:
 def run_chain(ctx: Context, plan: Plan, chain: Sequence[Migration], confirm: Confirm, *,
               title: str, heading: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Pre-flight, confirm, back up, then roll back ``chain`` (newest first)."""
+    from job import drift
     from job.applier import Applier
     from job.pipeline import take_backup_if_configured
 
+    assert ctx.lock_conn is not None
+    with ctx.lock_mutex:  # an out-of-band change is reviewed before anything is undone on top
+        drift.check(ctx.lock_conn, ctx.settings, ctx.log, command=ctx.command, run_id=ctx.run_id)
     scripts = preflight(ctx, chain)
     database = ctx.summary.database or "?"
     lines = [*heading, f"database: {database}", "will roll back, in this order:"]
@@ -79,7 +83,6 @@ def run_chain(ctx: Context, plan: Plan, chain: Sequence[Migration], confirm: Con
     ctx.log.info("rollback.plan", database=database, migrations=[m.id for m in chain],
                  backup=backup)
     confirm(title, lines)
-    assert ctx.lock_conn is not None
     take_backup_if_configured(ctx, plan, ctx.lock_conn)
     applier = Applier(ctx.connect_migration(), ctx.settings, ctx.log)
     rolled: list[dict[str, Any]] = []
@@ -89,6 +92,11 @@ def run_chain(ctx: Context, plan: Plan, chain: Sequence[Migration], confirm: Con
             rolled.append({"id": m.id, "duration_s": round(duration, 3)})
     finally:
         ctx.summary.extra["rolled_back"] = rolled
+        if rolled:
+            with ctx.lock_mutex:
+                drift.record_quietly(ctx.lock_conn, ctx.settings, ctx.log,
+                                     f"{ctx.command} of {len(rolled)} migration(s)",
+                                     run_id=ctx.run_id)
     return rolled
 
 

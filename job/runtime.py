@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 # Commands whose runs are written to _migrate_job_run.
 RECORDED = {"run", "exec", "rollback", "undo", "mark", "unmark", "accept-changes", "restore",
-            "baseline", "import"}
+            "baseline", "import", "accept-schema", "stamp-environment"}
 # Commands that run the deploy pipeline (their phase is recorded, their outcome refined).
 PIPELINE = {"run", "exec"}
 # Commands that write the termination message and the GitHub summary.
@@ -77,7 +77,22 @@ class Context:
         self.lock = MigrationLock(self.lock_conn, self.log)
         self.lock.acquire(self.settings.lock_wait)
         self.log.info("lock.held", key=self.lock.key, schema=self.lock.schema)
+        self._guard_environment()
         return self.lock
+
+    def _guard_environment(self) -> None:
+        """CONTRACT order: lock -> environment check, before a writing command changes
+        anything (a database stamped 'production' refuses a run that says 'staging')."""
+        from job import envguard
+
+        if self.command not in envguard.WRITING:
+            return
+        assert self.lock_conn is not None
+        with self.lock_mutex:
+            status = envguard.enforce(self.lock_conn, self.settings, self.log)
+        name = self.settings.environment or (status.stamp.name if status.stamp else None)
+        if name:
+            self.summary.extra["environment"] = name
 
     def connect_migration(self) -> psycopg.Connection[Any]:
         """The one connection all migration statements of this run use."""

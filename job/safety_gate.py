@@ -36,17 +36,21 @@ def evaluate(settings: Settings, pending: Sequence[Migration],
     from job.errors import ConfigError
     from job.safety.stats import PgCatalog, PgProbe, PgStats
 
+    def read(path: str, mid: str) -> str:
+        try:
+            return Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: unreadable: {exc}", migration=mid, file=path) from None
+
     files = []
     for m in pending:
         if not m.path.endswith(".sql"):
             continue
-        try:
-            text = Path(m.path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{m.path}: unreadable: {exc}", migration=m.id,
-                              file=m.path) from None
-        files.append(safety.SqlFile(id=m.id, path=m.path, text=text,
+        files.append(safety.SqlFile(id=m.id, path=m.path, text=read(m.path, m.id),
                                     transactional=m.transactional))
+        if m.verify_path:  # read-only or refused (VF01); it runs inside a transaction
+            files.append(safety.SqlFile(id=f"{m.id}.verify", path=m.verify_path,
+                                        text=read(m.verify_path, m.id), transactional=True))
     try:
         config = safety.load_config(settings.config_dir)
     except ValueError as exc:

@@ -73,6 +73,24 @@ def _choice(text: str, name: str, choices: tuple[str, ...]) -> str:
     return v
 
 
+_ENVIRONMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def environment_name(text: str, name: str) -> str:
+    v = text.strip()
+    if not _ENVIRONMENT_NAME.match(v):
+        raise ValueError(f"{name}={text!r} is not an environment name (letters, digits, '.', "
+                         "'_' and '-', at most 63 characters, e.g. staging or production)")
+    return v
+
+
+def _schema_list(text: str, name: str) -> tuple[str, ...]:
+    items = [s.strip() for s in text.split(",")]
+    if not all(items):
+        raise ValueError(f"{name}={text!r} must be a comma-separated list of schema names")
+    return tuple(dict.fromkeys(items))
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None
@@ -103,6 +121,10 @@ class Settings:
     backup_verify: str = "list"
     scratch_database_url: str | None = None
     on_unknown: str = "warn"
+    # Issue 14: the environment stamp, schema drift and the schemas whose drift is watched.
+    environment: str | None = None
+    on_schema_drift: str = "fail"
+    managed_schemas: tuple[str, ...] = ()
     log_format: str | None = None
     log_level: str = "info"
     # None outside Kubernetes unless configured: /dev/termination-log is a Kubernetes
@@ -163,6 +185,10 @@ def _spec() -> list[tuple[str, str, Any]]:
         ("MIGRATE_NOTIFY_URL", "notify_url", None),
         ("MIGRATE_CONFIG_DIR", "config_dir", None),
         ("MIGRATE_IMAGE", "image", None),
+        ("MIGRATE_ENVIRONMENT", "environment", environment_name),
+        ("MIGRATE_ON_SCHEMA_DRIFT", "on_schema_drift",
+         lambda v, n: _choice(v, n, ("fail", "warn"))),
+        ("MIGRATE_MANAGED_SCHEMAS", "managed_schemas", _schema_list),
     ]
 
 

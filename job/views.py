@@ -99,9 +99,11 @@ def _plan_text(data: dict[str, Any], *, verbose: bool, width: int) -> str:
         rb = "rollback script" if p.get("has_rollback") else "no rollback script"
         lines += ["", f"would apply {p['id']}  ({tx}, {n} statement{'s' if n != 1 else ''}, "
                       f"{rb})", f"  file      {p.get('file')}"]
+        if p.get("verify"):
+            lines.append(f"  verify    {p['verify']} (runs right after, in its transaction)")
         for st in p.get("sql") or []:
             lines += _statement_lines(st, verbose, width)
-        mine = [f for f in findings if f.get("migration") == p["id"]]
+        mine = [f for f in findings if f.get("migration") in (p["id"], f"{p['id']}.verify")]
         for f in mine:
             lines += _finding_lines(f, _key(f) in blocking, width)
     if data.get("post_apply") and pending:

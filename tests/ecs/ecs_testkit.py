@@ -25,6 +25,7 @@ LOG_GROUP = "/ecs/app-migrate"
 
 PLACEHOLDER_VALUES = {
     "FAMILY": "app-migrate",
+    "ENVIRONMENT": "production",
     "IMAGE": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/app-migrate:1.2.3",
     "TASK_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/app-migrate-task",
     "EXECUTION_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/app-migrate-execution",

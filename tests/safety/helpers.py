@@ -15,13 +15,14 @@ def run(
     prelude: str | None = None,
     config: SafetyConfig | None = None,
     allow_destructive: bool = False,
+    path: str = "migrations/0002_case.sql",
 ) -> Report:
     """Analyse `sql` as migration 0002 on PostgreSQL `pg`; an optional 0001 `prelude` is
     assumed applied already (its tables exist in the target and may hold data)."""
     applied = []
     if prelude is not None:
         applied.append(SqlFile("0001_prelude", "migrations/0001_prelude.sql", prelude, True))
-    files = [SqlFile("0002_case", "migrations/0002_case.sql", sql, transactional)]
+    files = [SqlFile("0002_case", path, sql, transactional)]
     return analyze(
         files,
         server_version_num=pg * 10000 + 1 if pg is not None else None,

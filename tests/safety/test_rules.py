@@ -9,6 +9,7 @@ from job.safety.rules import RULES
 from tests.safety.helpers import rules_fired, run
 
 NONTX = {"transactional": False}
+VERIFY = {"path": "migrations/0002_case.verify.sql"}
 ORDERS = "CREATE TABLE orders (id bigint, note varchar(20), total numeric(10,2), a int, g int GENERATED ALWAYS AS (a * 2) VIRTUAL);"
 
 # (rule, sql, options)
@@ -188,6 +189,9 @@ FIRES: list[tuple[str, str, dict]] = [
     ("AN04", '-- migrate-job: approve ZZ99 "no such rule"\nSELECT 1;', {}),
     ("AN07", "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'i'::regclass;", {}),
     ("AN07", "DELETE FROM pg_catalog.pg_description WHERE objoid = 1;", {}),
+    ("VF01", "SELECT count(*) = 2 FROM t;\nINSERT INTO t VALUES (3);", VERIFY),
+    ("VF01", "WITH gone AS (DELETE FROM t RETURNING 1) SELECT count(*) = 0 FROM gone;", VERIFY),
+    ("VF01", "SET search_path = app;", VERIFY),
 ]
 
 QUIET: list[tuple[str, str, dict]] = [
@@ -337,6 +341,8 @@ QUIET: list[tuple[str, str, dict]] = [
     ),
     ("AN04", "-- an ordinary comment mentioning migrate-job\nSELECT 1;", {}),
     ("AN07", "UPDATE orders SET a = 1 WHERE id = 1;", {}),
+    ("VF01", "SELECT count(*) = 2 FROM t;\nSET LOCAL lock_timeout = '1s';", VERIFY),
+    ("VF01", "INSERT INTO t VALUES (3);", {}),  # a migration, not a verify script
 ]
 
 
@@ -380,4 +386,5 @@ def test_catalogue_has_73_rules_in_seven_categories() -> None:
         "TX01",
         "AN01",
         "AN02",
+        "VF01",
     }

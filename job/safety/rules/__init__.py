@@ -1,7 +1,7 @@
 """The rule catalogue (shared/safety-rules.md), one small class per rule, grouped by category.
 Importing this package registers every rule in `base.RULES`."""
 
-from . import analysis, compat, data_dependent, data_loss, hygiene, locking, rewrite, transaction
+from . import analysis, compat, data_dependent, data_loss, hygiene, locking, rewrite, transaction, verify
 from .base import RULES, Hit, Rule, by_id
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "locking",
     "rewrite",
     "transaction",
+    "verify",
 ]

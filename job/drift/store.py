@@ -1,0 +1,126 @@
+"""``_migrate_job_schema``: the expected schema, one row per recording (the newest one counts).
+
+Each row holds the description, its hash, what the job knew when it wrote it (the applied
+migrations, the server's major version, the description format) and an ``in_flight`` note set
+while a run applies migrations. yoyo's tables are never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from job import __version__
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from job.drift.catalog import Description
+
+TABLE = "_migrate_job_schema"
+KEEP = 10  # rows kept: the newest is the expected schema, the rest are for looking back
+
+CREATE_SQL = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    recorded_at_utc TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'utc'),
+    recorded_by TEXT,
+    reason TEXT NOT NULL,
+    run_id TEXT,
+    job_version TEXT,
+    format INTEGER NOT NULL,
+    server_major INTEGER NOT NULL,
+    schemas TEXT[] NOT NULL,
+    fingerprint TEXT NOT NULL,
+    migrations TEXT[] NOT NULL,
+    in_flight TEXT,
+    description JSONB NOT NULL
+)
+"""
+
+
+@dataclass
+class Recorded:
+    id: int
+    recorded_at: Any
+    reason: str
+    format: int
+    server_major: int
+    schemas: list[str]
+    fingerprint: str
+    migrations: list[str]
+    in_flight: str | None
+    description: Description
+
+
+def fingerprint(description: Description) -> str:
+    """sha256 of the canonical JSON of the description."""
+    text = json.dumps(description, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def exists(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (TABLE,)).fetchone()
+    return bool(row and row[0])
+
+
+def ensure(conn: psycopg.Connection[Any]) -> None:
+    """Create the table if missing. Call only while holding the migration lock."""
+    if not exists(conn):
+        conn.execute(CREATE_SQL)
+
+
+def latest(conn: psycopg.Connection[Any], *, with_description: bool = True
+           ) -> Recorded | None:
+    if not exists(conn):
+        return None
+    cols = "description" if with_description else "NULL"
+    row = conn.execute(
+        f"SELECT id, recorded_at_utc, reason, format, server_major, schemas, fingerprint, "
+        f"migrations, in_flight, {cols} FROM {TABLE} ORDER BY id DESC LIMIT 1").fetchone()
+    if row is None:
+        return None
+    return Recorded(id=row[0], recorded_at=row[1], reason=row[2], format=row[3],
+                    server_major=row[4], schemas=list(row[5]), fingerprint=row[6],
+                    migrations=list(row[7]), in_flight=row[8], description=row[9] or {})
+
+
+def description_of(conn: psycopg.Connection[Any], record_id: int) -> Description:
+    row = conn.execute(f"SELECT description FROM {TABLE} WHERE id = %s",
+                       (record_id,)).fetchone()
+    return row[0] if row and row[0] else {}
+
+
+def insert(conn: psycopg.Connection[Any], *, reason: str, user: str, run_id: str | None,
+           fmt: int, server_major: int, schemas: list[str], digest: str,
+           migrations: list[str], description: Description) -> None:
+    import contextlib
+
+    from psycopg.types.json import Jsonb
+
+    with conn.transaction() if conn.autocommit else contextlib.nullcontext():
+        conn.execute(
+            f"INSERT INTO {TABLE} (reason, recorded_by, run_id, job_version, format, "
+            "server_major, schemas, fingerprint, migrations, description) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (reason, user, run_id, __version__, fmt, server_major, schemas, digest, migrations,
+             Jsonb(description)))
+        conn.execute(f"DELETE FROM {TABLE} WHERE id <= (SELECT max(id) - %s FROM {TABLE})",
+                     (KEEP,))
+
+
+def set_in_flight(conn: psycopg.Connection[Any], note: str | None) -> None:
+    conn.execute(f"UPDATE {TABLE} SET in_flight = %s "
+                 f"WHERE id = (SELECT max(id) FROM {TABLE})", (note,))
+
+
+def applied_ids(conn: psycopg.Connection[Any]) -> list[str]:
+    """The applied migrations as the tracking table says right now (in this transaction)."""
+    row = conn.execute("SELECT to_regclass('_yoyo_migration') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return []
+    return [r[0] for r in conn.execute(
+        "SELECT migration_id FROM _yoyo_migration ORDER BY migration_id").fetchall()]
