@@ -381,10 +381,13 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _schema_adopted(ctx: Context, marked: Sequence[str]) -> None:
-    """THE single place where "the schema was adopted" completes, for baseline and import.
+    """THE single place where "the schema was adopted" completes, for baseline and import:
+    the current schema becomes the expected one (job/drift), so the next ``run`` compares
+    against what was adopted rather than reporting it as drift."""
+    from job import drift
 
-    DRIFT HOOK: the schema-drift fingerprint (job/drift.py, issue 14) belongs here: record the
-    current schema as the expected one, e.g. ``drift.record(ctx.lock_conn, ...)``, so the next
-    ``run`` compares against what was adopted rather than reporting it as drift.
-    """
+    if ctx.lock_conn is not None:
+        with ctx.lock_mutex:
+            drift.record(ctx.lock_conn, ctx.settings, ctx.log,
+                         f"{ctx.command}: adopted {len(marked)} migration(s)", run_id=ctx.run_id)
     ctx.log.info("adopt.schema_adopted", marked=len(marked), command=ctx.command)
