@@ -97,8 +97,9 @@ def _plan_text(data: dict[str, Any], *, verbose: bool, width: int) -> str:
         tx = "transactional" if p.get("transactional", True) else "NON-transactional"
         n = p.get("statements", 0)
         rb = "rollback script" if p.get("has_rollback") else "no rollback script"
-        lines += ["", f"would apply {p['id']}  ({tx}, {n} statement{'s' if n != 1 else ''}, "
-                      f"{rb})", f"  file      {p.get('file')}"]
+        phase = f"{p['phase']}, " if p.get("phase") else ""
+        lines += ["", f"would apply {p['id']}  ({phase}{tx}, {n} statement{'s' if n != 1 else ''}"
+                      f", {rb})", f"  file      {p.get('file')}"]
         if p.get("verify"):
             lines.append(f"  verify    {p['verify']} (runs right after, in its transaction)")
         for st in p.get("sql") or []:

@@ -10,6 +10,7 @@ command refuses without --yes off a terminal and is recorded in the run history.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,7 @@ def test_files_the_tool_has_not_applied_stay_pending(scenario: Scenario, databas
     assert len(applied_ids(database_url)) == 3
     res = run_job("status", env=env)
     assert res.returncode == 10, res.stdout + res.stderr
-    assert "pending  0004_later" in res.stdout
+    assert re.search(r"^pending\s+0004_later\s", res.stdout, re.M), res.stdout
     res = run_job("run", env=env)
     assert res.returncode == 0, res.stderr
     assert [a["id"] for a in summary(res.stderr)["applied"]] == ["0004_later"]

@@ -82,7 +82,8 @@ def test_flag_before_the_command_picks_the_database(run_job, listener, database_
 
 def test_allow_destructive_before_plan_is_honoured(run_job, database_url, tmp_path):
     mdir = tmp_path / "m"
-    write(mdir, "0001_t.sql", "CREATE TABLE t (id bigint, legacy text);\n")
+    write(mdir, "0001_t.sql", "CREATE TABLE t (id bigint, legacy text);\n"
+          "INSERT INTO t VALUES (1, 'x');\n")  # data in the column: the drop blocks
     env = env_for(database_url, mdir)
     assert run_job("run", env=env).returncode == 0
     write(mdir, "0002_drop.sql", "ALTER TABLE t DROP COLUMN legacy;\n")
@@ -238,10 +239,11 @@ def test_no_json_log_line_is_over_16_kib_on_any_command(run_job, database_url, t
     for name, res in outputs.items():
         for line in res.stderr.splitlines():
             assert len(line.encode()) <= 16 * 1024, (name, len(line.encode()), line[:300])
+    # The summary's long lists keep their first items and say how many there were.
     s = summary(outputs["status"].stderr)
-    assert s["truncated"] and any("applied" in t for t in s["truncated"])
     assert len(s["applied"]) < n
+    assert s.get("applied_total") == n or any("applied" in t for t in s.get("truncated", []))
     s = summary(outputs["run"].stderr)
     assert s["findings_by_rule"]["HY01"] == n
-    assert "truncated" in s
+    assert s.get("applied_total") == n or "truncated" in s
     assert os.path.getsize(mdir / "9999_big.sql") > 16 * 1024

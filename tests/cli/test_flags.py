@@ -29,6 +29,9 @@ VALUES = {
     "--log-level": ("debug", "info"),
     "--termination-log": ("/tmp/from-flag", "/tmp/from-env"),
     "--config-dir": ("/cfg/flag", "/cfg/env"),
+    "--phase": ("post", "pre"),
+    "--environment": ("staging", "production"),
+    "--on-schema-drift": ("warn", "fail"),
 }
 EXPECTED = {
     "database_url": "postgresql://flag@flaghost/flagdb", "migrations_dir": "/from/flag",
@@ -36,6 +39,7 @@ EXPECTED = {
     "lock_retries": 9, "statement_timeout": 30.0, "heartbeat": 2.0, "tx_mode": "all",
     "backup": "file:///from/flag", "on_unknown": "fail", "log_format": "console",
     "log_level": "debug", "termination_log": "/tmp/from-flag", "config_dir": "/cfg/flag",
+    "phase": "post", "environment": "staging", "on_schema_drift": "warn",
 }
 
 

@@ -98,7 +98,8 @@ def test_refused_run_shows_the_approval_line_near_the_start(database_url, tmp_pa
 def test_plan_names_database_phase_backup_statements_and_the_approval_line(database_url,
                                                                             tmp_path):
     mdir = tmp_path / "m"
-    write(mdir, "0001_t.sql", "CREATE TABLE t (id bigint, legacy text);\n")
+    write(mdir, "0001_t.sql", "CREATE TABLE t (id bigint, legacy text);\n"
+          "INSERT INTO t VALUES (1, 'x');\n")  # data in the column: the drop blocks
     assert run_in_pty("run", env=env_for(database_url, mdir)).code == 0
     write(mdir, "0002_drop.sql", "CREATE TABLE audit (id bigint);\n"
           "ALTER TABLE t\n  DROP COLUMN legacy;\n")
@@ -110,7 +111,7 @@ def test_plan_names_database_phase_backup_statements_and_the_approval_line(datab
     assert re.search(rf"^plan for    postgres@.*/{db}$", text, re.M), text
     assert "\nphase       all\n" in text
     assert "\nbackup      none (set MIGRATE_BACKUP" in text
-    assert "would apply 0002_drop  (transactional, 2 statements, no rollback script)" in text
+    assert "would apply 0002_drop  (pre, transactional, 2 statements, no rollback script)" in text
     assert "  line 1    CREATE TABLE audit (id bigint)" in text
     assert "  line 2    ALTER TABLE t DROP COLUMN legacy" in text
     assert f"add  {APPROVAL}  to {mdir}/0002_drop.sql" in text

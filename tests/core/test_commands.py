@@ -180,7 +180,7 @@ def test_plan_is_read_only_and_lists_pending(database_url, run_job, tmp_path):
     assert data["pending"][0]["transactional"] is False
     assert query(database_url, "SELECT relname FROM pg_class ORDER BY 1") == before
     text = run_job("plan", env=env)
-    assert "would apply 0003_c  (NON-transactional" in text.stdout
+    assert "would apply 0003_c  (pre, NON-transactional" in text.stdout
 
 
 def test_mark_and_unmark_adopt_an_existing_database(database_url, run_job, tmp_path):
