@@ -45,6 +45,7 @@ class Plan:
             "changed": [{"id": i, "file": p} for i, p in self.integrity.changed],
             "unknown": list(self.integrity.unknown),
             "unverified": [m.id for m in self.integrity.unverified],
+            "reapplied_by_yoyo": [m.id for m in self.integrity.reapplied],
             "post_apply": [m.id for m in self.migrations.post_apply],
         }
 
@@ -59,6 +60,12 @@ def run(ctx: Context) -> None:
         tracking.ensure_tables(conn)
         plan = make_plan(conn, found)
     refuse_on_integrity(ctx, plan)
+    if plan.integrity.reapplied:
+        with ctx.lock_mutex:
+            tracking.readopt(conn, settings, plan.integrity.reapplied)
+        log.info("integrity.readopted", migrations=[m.id for m in plan.integrity.reapplied],
+                 reason="the yoyo CLI applied these again after migrate-job recorded them "
+                        "(_yoyo_log); recording the current file's checksum")
     if plan.integrity.unverified:
         tracking.adopt(conn, settings, plan.integrity.unverified)
         log.info("integrity.adopted", migrations=[m.id for m in plan.integrity.unverified],
@@ -69,12 +76,14 @@ def run(ctx: Context) -> None:
         log.debug("migration.skipped", migration=row.id, reason="already applied")
     if not plan.pending:
         log.info("run.nothing_pending", applied=len(plan.state.applied))
+        check_invalid_indexes(ctx, conn, found)
         return
     log.info("run.plan", pending=ctx.summary.pending)
     safety_gate(ctx, plan, conn)
     take_backup_if_configured(ctx, plan, conn)
     apply(ctx, plan)
     verify(ctx, found)
+    check_invalid_indexes(ctx, conn, found)
 
 
 def make_plan(conn: psycopg.Connection[Any], found: MigrationSet) -> Plan:
@@ -152,6 +161,8 @@ def apply(ctx: Context, plan: Plan) -> None:
     finally:
         if watcher:
             watcher.stop()
+        if applier.rebuilt:
+            ctx.summary.extra["rebuilt_indexes"] = list(applier.rebuilt)
         ctx.summary.applied = [a.summary() for a in applier.applied]
         done = {a.id for a in applier.applied}
         ctx.summary.pending = [m.id for m in plan.pending if m.id not in done]
@@ -173,17 +184,50 @@ def verify(ctx: Context, found: MigrationSet) -> None:
     ctx.log.info("run.verified", applied_total=len(state.applied))
 
 
+def invalid_indexes(conn: psycopg.Connection[Any], found: MigrationSet,
+                    applied: set[str]) -> list[dict[str, Any]]:
+    """Every INVALID index, with the migration that builds it (one catalog query when none)."""
+    from job import indexes
+
+    invalid = indexes.invalid_indexes(conn)
+    return indexes.attribute(conn, invalid, found.migrations, applied) if invalid else []
+
+
+def check_invalid_indexes(ctx: Context, conn: psycopg.Connection[Any],
+                          found: MigrationSet) -> None:
+    """A recorded migration whose index is INVALID is not success (exit 9, CONTRACT)."""
+    with ctx.lock_mutex:
+        state = tracking.read_state(conn)
+        found_invalid = invalid_indexes(conn, found, state.ids())
+    if not found_invalid:
+        return
+    ctx.summary.extra["invalid_indexes"] = found_invalid
+    for item in found_invalid:
+        ctx.log.warning("index.invalid", **item)
+    recorded = [i for i in found_invalid if i.get("state") == "recorded"]
+    if recorded:
+        first = recorded[0]
+        raise VerificationFailed(
+            "INVALID index(es) built by recorded migration(s): " + ", ".join(
+                f"{i['index']} ({i['migration']})" for i in recorded)
+            + ". The planner never uses an INVALID index and every write still maintains it. "
+            f"Fix: {first['fix']}.", invalid_indexes=recorded)
+
+
 # -- status / plan (read-only) -------------------------------------------------------------------
 def status(ctx: Context, as_json: bool) -> None:
     found = migrations.read(ctx.settings.migrations_dir)
     conn = ctx.connect_admin(read_only=True)
     plan = make_plan(conn, found)
     data = plan.as_dict()
+    data["invalid_indexes"] = invalid_indexes(conn, found, plan.state.ids())
     ctx.summary.pending = [m.id for m in plan.pending]
+    if data["invalid_indexes"]:
+        ctx.summary.extra["invalid_indexes"] = data["invalid_indexes"]
     if as_json:
         print(json.dumps(data, indent=2))
     else:
-        print(_status_text(plan))
+        print(_status_text(plan, data["invalid_indexes"]))
     if plan.integrity.changed:
         raise IntegrityRefusal(
             "applied migration file(s) changed: "
@@ -193,10 +237,10 @@ def status(ctx: Context, as_json: bool) -> None:
         raise PendingMigrations(f"{len(plan.pending)} pending migration(s)")
 
 
-def _status_text(plan: Plan) -> str:
+def _status_text(plan: Plan, invalid: list[dict[str, Any]] | None = None) -> str:
     lines = []
     changed = {i for i, _ in plan.integrity.changed}
-    unverified = {m.id for m in plan.integrity.unverified}
+    unverified = {m.id for m in [*plan.integrity.unverified, *plan.integrity.reapplied]}
     unknown = set(plan.integrity.unknown)
     for r in plan.state.applied:
         mark = ("CHANGED " if r.id in changed else "UNKNOWN " if r.id in unknown
@@ -209,8 +253,13 @@ def _status_text(plan: Plan) -> str:
         lines.append("(* applied without a recorded checksum; `run` records it)")
     if not lines:
         lines.append("no migrations found and none applied")
+    for i in invalid or []:
+        owner = f"built by {i['migration']} ({i['state']})" if i.get("migration") else i["state"]
+        fix = f"; fix: {i['fix']}" if i.get("fix") else ""
+        lines.append(f"INVALID  {i['index']} on {i['table']}  {owner}{fix}")
     lines.append(f"{len(plan.state.applied)} applied, {len(plan.pending)} pending, "
-                 f"{len(changed)} changed, {len(unknown)} unknown")
+                 f"{len(changed)} changed, {len(unknown)} unknown"
+                 + (f", {len(invalid)} INVALID index(es)" if invalid else ""))
     return "\n".join(lines)
 
 
