@@ -65,9 +65,10 @@ class InvalidIndex:
                 "being_built_by_pid": self.building_pid}
 
 
+# Run without parameters: a literal "%" here, not "%%".
 INVALID_SQL = """
-SELECT i.indexrelid, format('%%I.%%I', n.nspname, c.relname),
-       format('%%I.%%I', tn.nspname, t.relname), pg_get_indexdef(i.indexrelid),
+SELECT i.indexrelid, format('%I.%I', n.nspname, c.relname),
+       format('%I.%I', tn.nspname, t.relname), pg_get_indexdef(i.indexrelid),
        (SELECT p.pid FROM pg_stat_progress_create_index p
         WHERE p.index_relid = i.indexrelid LIMIT 1)
 FROM pg_index i
@@ -75,7 +76,7 @@ JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relname
 JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
 WHERE NOT i.indisvalid
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
+  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
 """
 
 
