@@ -548,8 +548,11 @@ class Applier:
         transactional = executed is None
         others = [x.id for x in (batch or []) if x is not m]
         if lost:
-            text = f"connection lost during {m.id} at {where}: {primary}"
-            if transactional:
+            text = f"connection lost during {verb} {m.id} at {where}: {primary}".replace(
+                "during migration ", "during ")
+            if transactional and rollback:
+                text += "; the server rolled the rollback back: the migration stays applied"
+            elif transactional:
                 text += ("; the server rolled the migration back" if not others else
                          f"; the server rolled back this transaction ({m.id}, "
                          f"{', '.join(others)}): none of them was applied")

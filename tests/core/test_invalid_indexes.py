@@ -227,30 +227,38 @@ def test_recorded_migration_with_invalid_index_fails_verification_and_status_sho
     assert run_job("run", env=env).returncode == 0
 
 
-def test_cancelled_build_of_a_killed_run_is_waited_for_before_dropping(
+def test_rerun_waits_for_the_killed_runs_lingering_build_then_rebuilds(
         database_url, run_job, tmp_path):
-    """The rerun may start while the killed run's backend still builds the index."""
+    """After SIGKILL the killed run's backend keeps building until client_connection_check_
+    interval notices; the rerun starts meanwhile, waits for that build to end, then drops the
+    INVALID index it left and rebuilds it (before: `IF NOT EXISTS` recorded it INVALID)."""
     mdir = tmp_path / "m"
     _migrations(mdir)
     blocker = open_snapshot_holder(database_url)
     proc = popen_job("run", env=env_for(database_url, mdir, MIGRATE_LOCK_TIMEOUT="120s"))
+    rerun = None
     try:
-        wait_for(lambda: cic_waiting(database_url), timeout=30)
+        wait_for(partial(cic_waiting, database_url), timeout=30)
+        zombie = scalar(database_url, "SELECT pid FROM pg_stat_activity WHERE query ILIKE "
+                        "'CREATE INDEX CONCURRENTLY%%' AND pid <> pg_backend_pid()")
         kill(proc, signal.SIGKILL)
         proc.wait(timeout=10)
         rerun = popen_job("run", env=env_for(database_url, mdir))
-        # The rerun holds the lock while the killed run's backend may still be building.
-        wait_for(lambda: advisory_locks(database_url) >= 1, timeout=20)
+        wait_for(lambda: not scalar(database_url, "SELECT count(*) FROM pg_stat_activity "
+                                    "WHERE pid = %s", (zombie,)), timeout=30)
         blocker.close()
         _, err = rerun.communicate(timeout=60)
     finally:
         close_quietly(blocker)
         proc.kill()
+        if rerun is not None:
+            rerun.kill()
     assert rerun.returncode == 0, err[-3000:]
+    assert [e["index"] for e in events(err) if e["event"] == "index.invalid_dropped"] == [
+        "public.items_name"]
     assert index_valid(database_url, "items_name") is True
+    assert invalid_indexes(database_url) == []
     assert applied_ids(database_url) == ["0001_items", "0002_items_name"]
-    assert scalar(database_url, "SELECT count(*) FROM pg_index i JOIN pg_class c ON "
-                  "c.oid = i.indexrelid WHERE NOT i.indisvalid") == 0
 
 
 _ = psycopg

@@ -43,6 +43,24 @@ IDS = [f"{i:04d}_m" for i in range(2, 7)]
 JOB_ONLY = "current_setting('application_name') LIKE 'migrate-job%'"
 
 
+def _job_waits_for_a_yoyo_waiter(then_sleep: float) -> str:
+    """A statement that, in the job's session only, waits until a yoyo CLI is blocked on the
+    yoyo_lock row (polling pg_stat_activity, 60 s cap), then sleeps a little longer."""
+    return (
+        "DO $$ DECLARE t0 timestamptz := clock_timestamp(); BEGIN\n"
+        f"  IF {JOB_ONLY} THEN\n"
+        "    LOOP\n"
+        "      PERFORM pg_stat_clear_snapshot();\n"
+        "      EXIT WHEN EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'\n"
+        "                        AND query LIKE '%INSERT INTO \"yoyo_lock\"%')\n"
+        "             OR clock_timestamp() - t0 > interval '60 s';\n"
+        "      PERFORM pg_sleep(0.05);\n"
+        "    END LOOP;\n"
+        f"    PERFORM pg_sleep({then_sleep});\n"
+        "  END IF;\n"
+        "END $$;\n")
+
+
 def _data_migrations(mdir: Path, sleep: str = "0.25") -> None:
     write(mdir, "0001_hits.sql", "CREATE TABLE hits (id text);\n")
     for mid in IDS:
@@ -97,7 +115,21 @@ def test_yoyo_apply_racing_run_applies_each_migration_exactly_once(pg_server, tm
 
 def test_job_started_during_a_yoyo_run_waits_for_it_and_names_it(database_url, tmp_path):
     mdir = tmp_path / "m"
-    _data_migrations(mdir, sleep=f"CASE WHEN {JOB_ONLY} THEN 0 ELSE 0.6 END")
+    _data_migrations(mdir, sleep="0")
+    # In yoyo's session only: wait until the job holds its advisory lock (it then waits for
+    # yoyo's row), then a little longer.
+    write(mdir, "0002_m.sql", "INSERT INTO hits VALUES ('0002_m');\n"
+          "DO $$ DECLARE t0 timestamptz := clock_timestamp(); BEGIN\n"
+          f"  IF NOT {JOB_ONLY} THEN\n"
+          "    LOOP\n"
+          "      PERFORM pg_stat_clear_snapshot();\n"
+          "      EXIT WHEN EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted)\n"
+          "             OR clock_timestamp() - t0 > interval '60 s';\n"
+          "      PERFORM pg_sleep(0.05);\n"
+          "    END LOOP;\n"
+          "    PERFORM pg_sleep(1);\n"
+          "  END IF;\n"
+          "END $$;\n")
     cli = popen_yoyo("apply", url=database_url, mdir=mdir)
     wait_for(partial(yoyo_lock_rows, database_url), timeout=30)
     job = popen_job("run", env=env_for(database_url, mdir))
@@ -130,7 +162,9 @@ def test_kill_9_of_the_job_lets_a_waiting_yoyo_apply_finish_and_leaves_no_lock(
 
 def test_kill_9_of_a_waiting_yoyo_apply_leaves_no_lock(database_url, tmp_path):
     mdir = tmp_path / "m"
-    _data_migrations(mdir, sleep=f"CASE WHEN {JOB_ONLY} THEN 0.4 ELSE 0 END")
+    _data_migrations(mdir, sleep="0")
+    write(mdir, "0002_m.sql", "INSERT INTO hits VALUES ('0002_m');\n"
+          + _job_waits_for_a_yoyo_waiter(then_sleep=2))
     job = popen_job("run", env=env_for(database_url, mdir))
     wait_for(partial(job_holds_yoyo_lock, database_url), timeout=30)
     cli = popen_yoyo("apply", url=database_url, mdir=mdir)
@@ -174,12 +208,12 @@ def test_waiting_yoyo_does_not_deadlock_a_concurrent_index_build(database_url, t
     waiting until lock_timeout leaves an INVALID index."""
     mdir = tmp_path / "m"
     write(mdir, "0001_hits.sql", "CREATE TABLE hits (id text);\nINSERT INTO hits VALUES ('a');\n"
-          f"SELECT pg_sleep(CASE WHEN {JOB_ONLY} THEN 1.5 ELSE 0 END);\n")
+          + _job_waits_for_a_yoyo_waiter(then_sleep=0))
     write(mdir, "0002_idx.sql", "-- transactional: false\n"
           "CREATE INDEX CONCURRENTLY IF NOT EXISTS hits_id ON hits (id);\n")
     job = popen_job("run", env=env_for(database_url, mdir, MIGRATE_LOCK_TIMEOUT="3s",
                                        MIGRATE_LOCK_RETRIES="0"))
-    wait_for(partial(backend_running, database_url, "THEN 1.5"), timeout=30)
+    wait_for(partial(job_holds_yoyo_lock, database_url), timeout=30)
     cli = popen_yoyo("apply", url=database_url, mdir=mdir)
     wait_for(partial(yoyo_waiting, database_url), timeout=30)
     _, err = job.communicate(timeout=60)
