@@ -280,7 +280,7 @@ class Applier:
         except psycopg.Error as exc:
             # Raised outside a statement (catalog checks, switching to autocommit): most
             # likely the connection went away.
-            raise self._failure(m, current, exc, executed=executed, builds=builds) from None
+            raise self._failure(m, current, exc, executed=executed) from None
         except Interrupted as exc:
             exc.details = self._interrupted_report(m, executed, current, builds)
             raise
@@ -295,7 +295,7 @@ class Applier:
                     self.settings, m, operation="apply", how="applied",
                     duration_ms=int(duration * 1000)))
             except psycopg.Error as exc:
-                raise self._failure(m, None, exc, executed=executed, builds=builds) from None
+                raise self._failure(m, None, exc, executed=executed) from None
             self._commit([m], executed=executed)
         except BaseException:
             self._rollback_quietly()
@@ -527,8 +527,7 @@ class Applier:
     def _failure(self, m: Migration, step: Step | None, exc: Any, *,
                  executed: list[str] | None = None,
                  blockers: list[dict[str, Any]] | None = None, rollback: bool = False,
-                 batch: Sequence[Migration] | None = None,
-                 builds: Sequence[indexes.Build] | None = None) -> MigrationFailed:
+                 batch: Sequence[Migration] | None = None) -> MigrationFailed:
         """The operator's message for a failed statement, tracking record or lost connection.
         ``step`` is None when the failure is not one of the migration's own statements."""
         diag = exc.diag
@@ -587,17 +586,21 @@ class Applier:
         if executed is not None:
             # Non-transactional: these statements stay applied; say so exactly.
             details["executed_statements"] = list(executed)
-            if lost:
+            if step is None:
+                details["invalid_indexes"] = []
+                text += (f" (non-transactional: all {len(executed)} statement(s) completed, but "
+                         "the migration was not recorded: the next run runs them again, so keep "
+                         "them idempotent)" if executed else
+                         " (non-transactional: none of its statements had run)")
+            elif lost:
                 # The server is gone: name what the statement in flight may have left.
-                in_flight = [b for b in (indexes.step_builds(step) if step else [])
-                             if b.name] if step is not None else []
+                in_flight = [b for b in indexes.step_builds(step) if b.name]
                 details["invalid_indexes"] = []
                 details["possibly_invalid_indexes"] = [b.name for b in in_flight]
                 text += (f" (non-transactional: {len(executed)} earlier statement(s) completed"
                          + (": " + "; ".join(executed) if executed else ""))
-                if step is not None:
-                    text += f"; the statement in flight ({step.describe()}) may or may not have"
-                    text += " completed"
+                text += (f"; the statement in flight ({step.describe()}) may or may not have "
+                         "completed")
                 if in_flight:
                     text += ("; it may have left INVALID index(es) "
                              + ", ".join(b.name or "" for b in in_flight)

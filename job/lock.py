@@ -213,6 +213,10 @@ class YoyoLock:
                              (_utc_naive(), os.getpid() & 0x7FFFFFFF))
             except (errors.UniqueViolation, errors.LockNotAvailable):
                 conn.rollback()
+            except errors.InsufficientPrivilege as exc:
+                conn.rollback()
+                self._unavailable(exc, "cannot INSERT into yoyo_lock (created by another role?)")
+                return
             except psycopg.Error:
                 conn.rollback()
                 raise
@@ -251,11 +255,17 @@ class YoyoLock:
             conn.rollback()  # a yoyo CLI created it at the same moment
         except errors.InsufficientPrivilege as exc:
             conn.rollback()
-            self.log.warning("lock.yoyo_lock_unavailable", error=str(exc).strip(),
-                             reason="cannot create yoyo_lock; a yoyo CLI with this role could "
-                                    "not lock either")
+            self._unavailable(exc, "cannot create yoyo_lock")
             return False
         return True
+
+    def _unavailable(self, exc: Exception, what: str) -> None:
+        """Without the privilege a yoyo CLI run as this role could not lock either; a deploy
+        is not refused for it, but the log says the yoyo CLI is not kept out."""
+        self.log.warning("lock.yoyo_lock_unavailable", error=str(exc).strip(),
+                         reason=f"{what}: running with the migration lock only; a yoyo CLI "
+                                "run by another role is not kept out (GRANT INSERT, DELETE ON "
+                                "yoyo_lock to this role)")
 
     def holder(self) -> dict[str, Any] | None:
         """The committed row of a yoyo CLI run (its client-side pid and start time)."""

@@ -246,3 +246,28 @@ def test_yoyo_rollback_edit_and_reapply_is_adopted_not_refused(database_url, tmp
     write(mdir, "0001_a.sql", "CREATE TABLE a (id int, note text, more int);\n")
     res = run_job("run", env=env)
     assert res.returncode == 5, res.stderr[-3000:]
+
+
+def test_yoyo_lock_of_another_role_is_warned_about_not_fatal(database_url, tmp_path, run_job):
+    """yoyo_lock created by another role's yoyo run: this role cannot take it. The deploy goes
+    on with the migration lock and says the yoyo CLI is not kept out."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    role = "r_" + uuid.uuid4().hex[:10]
+    query(database_url, 'CREATE TABLE yoyo_lock ("locked" INT DEFAULT 1, "ctime" TIMESTAMP, '
+          '"pid" INT NOT NULL, PRIMARY KEY ("locked"))')
+    query(database_url, f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'; "
+          f"GRANT CREATE, USAGE ON SCHEMA public TO {role}")
+    try:
+        parts = urlsplit(database_url)
+        url = urlunsplit(parts._replace(netloc=f"{role}:pw-{role}@{parts.hostname}:{parts.port}"))
+        mdir = tmp_path / "m"
+        _data_migrations(mdir, sleep="0")
+        res = run_job("run", env=env_for(url, mdir))
+        assert res.returncode == 0, res.stderr[-3000:]
+        warned = [e for e in events(res.stderr) if e["event"] == "lock.yoyo_lock_unavailable"]
+        assert warned and "not kept out" in warned[0]["reason"]
+        _exactly_once(database_url, IDS)
+    finally:
+        query(database_url, f"DROP OWNED BY {role}; DROP ROLE {role}")
