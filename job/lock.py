@@ -184,9 +184,14 @@ WHERE w.pid = ANY(pg_blocking_pids(%(migration)s)) AND %(holder)s = ANY(pg_block
 class YoyoLock:
     """yoyo's ``yoyo_lock`` row, held in a transaction that is never committed."""
 
-    def __init__(self, connect: Callable[[], psycopg.Connection[Any]], log: Any) -> None:
+    def __init__(self, connect: Callable[[], psycopg.Connection[Any]], log: Any,
+                 on_connect: Callable[[psycopg.Connection[Any]], None] | None = None) -> None:
         self.connect = connect
         self.log = log
+        # Run on the new session before it opens its long transaction (the pooling check: a
+        # transaction-pooling proxy pins that transaction to a server connection, after which
+        # a later session would no longer be handed the lock holder's).
+        self.on_connect = on_connect
         self.conn: psycopg.Connection[Any] | None = None
         self.held = False
 
@@ -200,6 +205,8 @@ class YoyoLock:
 
         conn = self.connect()
         self.conn = conn
+        if self.on_connect is not None:
+            self.on_connect(conn)
         conn.execute(YOYO_SESSION_SQL)
         conn.commit()
         if not self._ensure_table(conn):

@@ -88,9 +88,11 @@ class Context:
         self.lock = MigrationLock(self.lock_conn, self.log)
         self.lock.acquire(self.settings.lock_wait)
         if yoyo:
+            lock = self.lock
             self.yoyo_lock = YoyoLock(
                 lambda: db.connect(self.get_params(False), autocommit=False,
-                                   purpose="yoyo-lock"), self.log)
+                                   purpose="yoyo-lock"), self.log,
+                on_connect=lock.check_not_shared_with)
             self.yoyo_lock.acquire(deadline)
         self.log.info("lock.held", key=self.lock.key, schema=self.lock.schema,
                       yoyo_lock=bool(self.yoyo_lock and self.yoyo_lock.held))
