@@ -307,6 +307,7 @@ class YoyoWaiterGuard:
         self.conn, self.mutex, self.log, self.interval = conn, mutex, log, interval
         self.params = {"migration": migration_pid, "holder": holder_pid}
         self.cancelled: list[int] = []
+        self.refused: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="yoyo-waiter-guard",
                                         daemon=True)
@@ -325,10 +326,23 @@ class YoyoWaiterGuard:
                 self.check()
 
     def check(self) -> None:
+        import psycopg
+
         with self.mutex:
             rows = self.conn.execute(DEADLOCKED_WAITERS_SQL, self.params).fetchall()
             for pid, app, addr in rows:
-                self.conn.execute("SELECT pg_cancel_backend(%s)", (pid,))
+                try:
+                    self.conn.execute("SELECT pg_cancel_backend(%s)", (pid,))
+                except psycopg.Error as exc:
+                    if pid not in self.refused:
+                        self.refused.append(pid)
+                        self.log.warning(
+                            "lock.yoyo_waiter_not_cancelled", pid=pid, application_name=app,
+                            error=str(exc).strip(),
+                            reason="a session waiting for yoyo_lock blocks a CONCURRENTLY "
+                                   "statement of this run and this role may not cancel it; "
+                                   "the statement waits until lock_timeout")
+                    continue
                 self.cancelled.append(pid)
                 self.log.warning(
                     "lock.yoyo_waiter_cancelled", pid=pid, application_name=app,
