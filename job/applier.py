@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from job import redact, signals, tracking
-from job.errors import MigrationFailed, VerificationFailed
+from job import indexes, redact, signals, tracking
+from job.errors import Interrupted, MigrationFailed, VerificationFailed
 from job.migrations import Migration, Step, line_of_error
 from job.progress import StatementWatcher
 
@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from job.settings import Settings
 
 LOCK_NOT_AVAILABLE = "55P03"
+UNIQUE_VIOLATION = "23505"
+TRACKING_TABLES = ("_yoyo_migration", "_yoyo_log", "_yoyo_version", "_migrate_job_migration",
+                   "_migrate_job_run", "yoyo_lock")
 
 INVALID_INDEXES_SQL = """
 SELECT n.nspname || '.' || c.relname
@@ -62,6 +65,8 @@ class Applier:
         self.sleep = sleep
         self.cur = conn.cursor()
         self.applied: list[Applied] = []
+        # INVALID indexes left by interrupted builds that this run dropped and rebuilt.
+        self.rebuilt: list[dict[str, Any]] = []
 
     # -- apply -------------------------------------------------------------------------------
     def apply(self, pending: Sequence[Migration], post_apply: Sequence[Migration]) -> list[Applied]:
@@ -143,12 +148,15 @@ class Applier:
                         cur.execute(tracking.RECORD_SQL, tracking.record_params(
                             self.settings, m, operation="apply", how="applied"))
             except psycopg.Error as exc:
+                # The first cursor without a result is the statement that failed (or was in
+                # flight when the connection went). None: BEGIN or the started-at marker;
+                # a step of None: the tracking record.
                 failed = next(((m, st) for m, st, c in sent if c.pgresult is None), None)
-                if failed is None or failed[1] is None:
-                    raise
+                m0: Migration = failed[0] if failed else ms[0]
+                at: Step | None = failed[1] if failed else None
                 blockers = self.watcher.blockers if self.watcher else []
-                failure = self._failure(failed[0], failed[1], exc, blockers=blockers)
-                if exc.sqlstate == LOCK_NOT_AVAILABLE:
+                failure = self._failure(m0, at, exc, blockers=blockers, batch=ms)
+                if exc.sqlstate == LOCK_NOT_AVAILABLE and at is not None:
                     raise _LockTimeoutHit(failure, blockers) from None
                 raise failure from None
             finally:
@@ -158,14 +166,15 @@ class Applier:
             for m, st, c in sent:
                 if st is not None and st.verify:
                     self._check_verify_result(m, st, c)
-            with signals.critical():
-                self.conn.commit()
+            self._commit(ms)
         except BaseException:
             self._rollback_quietly()
             raise
         return durations
 
     def _step_by_step(self, ms: list[Migration]) -> dict[str, float]:
+        import psycopg
+
         durations: dict[str, float] = {}
         try:
             for m in ms:
@@ -178,46 +187,210 @@ class Applier:
                     self._check_verify_result(m, step, self.cur)
                 durations[m.id] = time.monotonic() - started
                 # Record inside the same transaction as the migration itself.
-                self.cur.execute(tracking.RECORD_SQL, tracking.record_params(
-                    self.settings, m, operation="apply", how="applied",
-                    duration_ms=int(durations[m.id] * 1000)))
-            with signals.critical():
-                self.conn.commit()
+                try:
+                    self.cur.execute(tracking.RECORD_SQL, tracking.record_params(
+                        self.settings, m, operation="apply", how="applied",
+                        duration_ms=int(durations[m.id] * 1000)))
+                except psycopg.Error as exc:
+                    raise self._failure(m, None, exc, batch=ms) from None
+            self._commit(ms)
         except BaseException:
             self._rollback_quietly()
             raise
         return durations
 
     def _run_nontransactional(self, m: Migration) -> None:
+        """Statement by statement in autocommit. Every index the migration builds must be valid
+        before it is recorded; an INVALID leftover of an interrupted build of the same statement
+        is dropped first so the statement rebuilds it (``IF NOT EXISTS`` would skip it)."""
+        import psycopg
+
         self.log.info("migration.start", migration=m.id, transactional=False)
         started = time.monotonic()
         executed: list[str] = []
-        self._autocommit(True)
+        plan = [(step, indexes.step_builds(step)) for step in m.exec_steps()]
+        builds = [b for _, bs in plan for b in bs]
+        current: Step | None = None
+        dropped: list[str] = []
         try:
-            for step in m.exec_steps():
+            self._autocommit(True)
+            before = indexes.index_oids(self.conn, builds) if builds else {}
+            for step, step_builds in plan:
+                current = step
                 # Nothing of a statement that timed out waiting for its lock ran, so retrying
-                # just that statement is safe (the earlier ones are already committed).
-                self._with_retries(functools.partial(self._exec, m, step, executed=executed))
+                # just that statement is safe (the earlier ones are already committed); a
+                # cancelled index build left an INVALID index, which the retry drops first.
+                self._with_retries(functools.partial(
+                    self._exec_building, m, step, step_builds, executed, dropped))
                 if isinstance(step.apply, str):
                     executed.append(step.describe())
+            current = None
+            if builds:
+                self._check_builds(m, builds, before, executed, dropped)
+        except MigrationFailed:
+            raise
+        except _LockTimeoutHit:
+            raise
+        except psycopg.Error as exc:
+            # Raised outside a statement (catalog checks, switching to autocommit): most
+            # likely the connection went away.
+            raise self._failure(m, current, exc, executed=executed) from None
+        except Interrupted as exc:
+            exc.details = self._interrupted_report(m, executed, current, builds)
+            raise
         finally:
-            self._autocommit(False)
+            # Never let this cleanup mask the real error (it raises on a lost connection).
+            with contextlib.suppress(Exception):
+                self._autocommit(False)
         duration = time.monotonic() - started
         try:
             # The verify script and the record commit together: a migration that fails its
             # verification stays unrecorded (a rerun applies its idempotent statements again).
             for step in m.verify_steps():
                 self._verify_nontransactional(m, step, executed)
-            self.cur.execute(tracking.RECORD_SQL, tracking.record_params(
-                self.settings, m, operation="apply", how="applied",
-                duration_ms=int(duration * 1000)))
-            with signals.critical():
-                self.conn.commit()
+            try:
+                self.cur.execute(tracking.RECORD_SQL, tracking.record_params(
+                    self.settings, m, operation="apply", how="applied",
+                    duration_ms=int(duration * 1000)))
+            except psycopg.Error as exc:
+                raise self._failure(m, None, exc, executed=executed) from None
+            self._commit([m], executed=executed)
         except BaseException:
             self._rollback_quietly()
             raise
         self.applied.append(Applied(m.id, duration, False))
         self.log.info("migration.applied", migration=m.id, duration_s=round(duration, 3))
+
+    def _exec_building(self, m: Migration, step: Step, builds: list[indexes.Build],
+                       executed: list[str], dropped: list[str]) -> None:
+        for b in builds:
+            if b.kind == "create" and b.name:
+                self._drop_invalid_leftover(m, step, b, executed, dropped)
+        self._exec(m, step, executed=executed)
+
+    def _drop_invalid_leftover(self, m: Migration, step: Step, b: indexes.Build,
+                               executed: list[str], dropped: list[str]) -> None:
+        import psycopg
+
+        hit = indexes.find(self.conn, b)
+        if hit is None or hit[2]:
+            return
+        oid, name, _ = hit
+        deadline = time.monotonic() + max(self.settings.lock_wait, 1.0)
+        pid = indexes.wait_for_build(self.conn, oid, deadline, self.log)
+        if pid is not None:
+            raise self._index_failure(
+                m, step, executed, [name],
+                f"INVALID index {name} that {m.id} builds is still being built by another "
+                f"session (pid {pid}) after {self.settings.lock_wait:g}s (MIGRATE_LOCK_WAIT)")
+        hit = indexes.find(self.conn, b)
+        if hit is None or hit[2]:
+            return  # that session finished it: valid now
+        self.log.warning("index.invalid_dropped", migration=m.id, index=name,
+                         reason="INVALID index left by an interrupted build of this "
+                                "migration; dropping it (DROP INDEX CONCURRENTLY) so the "
+                                "migration rebuilds it")
+        if self.watcher:
+            self.watcher.begin()
+        try:
+            indexes.drop(self.conn, name)
+        except psycopg.Error as exc:
+            blockers = self.watcher.blockers if self.watcher else []
+            failure = self._index_failure(
+                m, step, executed, [name],
+                f"cannot drop INVALID index {name} (left by an interrupted build of {m.id}) to "
+                f"rebuild it: [{exc.sqlstate}] {redact.scrub(str(exc).strip())}",
+                sqlstate=exc.sqlstate, blockers=blockers)
+            if exc.sqlstate == LOCK_NOT_AVAILABLE:
+                raise _LockTimeoutHit(failure, blockers) from None
+            raise failure from None
+        finally:
+            if self.watcher:
+                self.watcher.end()
+        if name not in dropped:
+            dropped.append(name)
+
+    def _check_builds(self, m: Migration, builds: list[indexes.Build],
+                      before: dict[str, set[int]], executed: list[str],
+                      dropped: list[str]) -> None:
+        """After the statements: a migration is recorded only when its indexes are valid."""
+        import psycopg
+
+        bad = []
+        for b in builds:
+            hit = indexes.find(self.conn, b) if b.kind == "create" else None
+            if hit is not None and not hit[2]:
+                bad.append(hit[1])
+        orphans, others = indexes.orphans_after(self.conn, builds, before)
+        for ix, reason in orphans:
+            self.log.warning("index.invalid_dropped", migration=m.id, index=ix.index,
+                             reason=f"INVALID index {reason}")
+            try:
+                indexes.drop(self.conn, ix.index)
+            except psycopg.Error as exc:
+                self.log.error("index.drop_failed", index=ix.index,
+                               error=redact.scrub(str(exc).strip()))
+                bad.append(ix.index)
+        if bad:
+            raise self._index_failure(
+                m, None, executed, bad,
+                f"migration {m.id} left INVALID index(es) {', '.join(bad)}: an INVALID index is "
+                "never used by the planner and is not success, so the migration was not recorded")
+        for ix in others:
+            self.log.warning("index.invalid_on_table", migration=m.id, index=ix.index,
+                             table=ix.table, being_built_by_pid=ix.building_pid,
+                             reason="an INVALID index this migration did not build is on a "
+                                    "table it touches", fix=f"DROP INDEX CONCURRENTLY {ix.index}")
+        for name in dropped:
+            self.rebuilt.append({"index": name, "migration": m.id})
+            self.log.info("index.rebuilt", migration=m.id, index=name, valid=True)
+
+    def _index_failure(self, m: Migration, step: Step | None, executed: list[str],
+                       names: list[str], text: str, *, sqlstate: str | None = None,
+                       blockers: list[dict[str, Any]] | None = None) -> MigrationFailed:
+        text += (f" ({len(executed)} statement(s) of this non-transactional migration stayed "
+                 f"applied; INVALID index(es): {', '.join(names)} — the next run drops and "
+                 "rebuilds them)")
+        details: dict[str, Any] = {
+            "migration": m.id, "file": m.path, "line": step.line if step else None,
+            "sqlstate": sqlstate, "statement": step.describe() if step else None,
+            "executed_statements": list(executed), "invalid_indexes": names}
+        if blockers:
+            details["blockers"] = blockers
+        return MigrationFailed(text, **details)
+
+    def _interrupted_report(self, m: Migration, executed: list[str], current: Step | None,
+                            builds: list[indexes.Build]) -> dict[str, Any]:
+        """What a signal left of a non-transactional migration, for the summary (bounded: a
+        few catalog lookups on the connection whose statement psycopg just cancelled)."""
+        invalid: list[str] = []
+        with contextlib.suppress(Exception):
+            for b in builds:
+                hit = indexes.find(self.conn, b) if b.kind == "create" else None
+                if hit is not None and not hit[2]:
+                    invalid.append(hit[1])
+        return {"migration": m.id, "file": m.path, "transactional": False,
+                "line": current.line if current else None,
+                "statement": current.describe() if current else None,
+                "executed_statements": list(executed), "invalid_indexes": invalid}
+
+    def _commit(self, ms: Sequence[Migration], executed: list[str] | None = None) -> None:
+        import psycopg
+
+        try:
+            with signals.critical():
+                self.conn.commit()
+        except psycopg.Error as exc:
+            ids = ", ".join(m.id for m in ms)
+            lost = self._lost(exc)
+            text = (f"{'connection lost' if lost else 'COMMIT failed'} while committing {ids}: "
+                    f"{redact.scrub(str(exc).strip())}. ")
+            text += ("Whether the commit reached the server is unknown to this run; each "
+                     "migration commits together with its tracking record, so the next run sees "
+                     "exactly which were applied." if lost else "Nothing of it was committed.")
+            raise MigrationFailed(text, migration=ms[0].id, file=ms[0].path,
+                                  sqlstate=exc.sqlstate, connection_lost=lost,
+                                  executed_statements=executed) from None
 
     def _run_hook(self, hook: Migration) -> None:
         self.log.info("post_apply.start", hook=hook.id)
@@ -234,18 +407,23 @@ class Applier:
                     operation: str, how: str) -> None:
         """Steps (in autocommit for a non-transactional migration), then the tracking change
         and the commit; on any failure roll back what is still open and re-raise."""
+        import psycopg
+
         try:
             if not m.transactional:
                 self._autocommit(True)
             run_steps()
             self._autocommit(False)
-            self.cur.execute(record_sql, tracking.record_params(
-                self.settings, m, operation=operation, how=how))
-            with signals.critical():
-                self.conn.commit()
+            try:
+                self.cur.execute(record_sql, tracking.record_params(
+                    self.settings, m, operation=operation, how=how))
+            except psycopg.Error as exc:
+                raise self._failure(m, None, exc, rollback=operation == "rollback") from None
+            self._commit([m])
         except BaseException:
             self._rollback_quietly()
-            self._autocommit(False)
+            with contextlib.suppress(Exception):  # never mask the real error
+                self._autocommit(False)
             raise
 
     # -- rollback ----------------------------------------------------------------------------
@@ -344,20 +522,51 @@ class Applier:
         else:
             action(self.conn)
 
-    def _failure(self, m: Migration, step: Step, exc: Any, *, executed: list[str] | None = None,
-                 blockers: list[dict[str, Any]] | None = None, rollback: bool = False
-                 ) -> MigrationFailed:
+    def _failure(self, m: Migration, step: Step | None, exc: Any, *,
+                 executed: list[str] | None = None,
+                 blockers: list[dict[str, Any]] | None = None, rollback: bool = False,
+                 batch: Sequence[Migration] | None = None) -> MigrationFailed:
+        """The operator's message for a failed statement, tracking record or lost connection.
+        ``step`` is None when the failure is not one of the migration's own statements."""
         diag = exc.diag
-        path = m.rollback_path if rollback else (step.path or m.path)
-        line = step.rollback_line if rollback else line_of_error(step, _int(
-            diag.statement_position))
+        path = m.rollback_path if rollback else ((step.path if step else None) or m.path)
+        if step is None:
+            line = None
+        elif rollback:
+            line = step.rollback_line
+        else:
+            line = line_of_error(step, _int(diag.statement_position))
         where = f"{path}:{line}" if line else path
         primary = redact.scrub(diag.message_primary or str(exc).strip())
         detail = redact.scrub(diag.message_detail) if diag.message_detail else None
         hint = redact.scrub(diag.message_hint) if diag.message_hint else None
-        verb = ("rollback of" if rollback else "verify script of migration" if step.verify
-                else "migration")
-        text = f"{verb} {m.id} failed at {where}: [{exc.sqlstate}] {primary}"
+        verb = ("rollback of" if rollback else "verify script of migration"
+                if step is not None and step.verify else "migration")
+        lost = self._lost(exc)
+        transactional = executed is None
+        others = [x.id for x in (batch or []) if x is not m]
+        if lost:
+            text = f"connection lost during {verb} {m.id} at {where}: {primary}".replace(
+                "during migration ", "during ")
+            if transactional and rollback:
+                text += "; the server rolled the rollback back: the migration stays applied"
+            elif transactional:
+                text += ("; the server rolled the migration back" if not others else
+                         f"; the server rolled back this transaction ({m.id}, "
+                         f"{', '.join(others)}): none of them was applied")
+        elif step is None and exc.sqlstate == UNIQUE_VIOLATION and _on_tracking_table(diag):
+            text = (f"{verb} {m.id} could not be recorded: [{exc.sqlstate}] {primary} — another "
+                    "tool (a yoyo CLI or an old migrate-job that does not take yoyo's lock) "
+                    "recorded it at the same time")
+            if transactional:
+                text += "; this run rolled it back, so it is applied exactly once"
+        elif step is None:
+            text = (f"{verb} {m.id} failed while recording it in the tracking tables: "
+                    f"[{exc.sqlstate}] {primary}")
+            if transactional:
+                text += "; it was rolled back"
+        else:
+            text = f"{verb} {m.id} failed at {where}: [{exc.sqlstate}] {primary}"
         if detail:
             text += f" DETAIL: {detail}"
         if hint:
@@ -365,21 +574,57 @@ class Applier:
         details: dict[str, Any] = {
             "migration": m.id, "file": path, "line": line, "sqlstate": exc.sqlstate,
             "server_message": primary, "detail": detail, "hint": hint,
-            "statement": step.describe() if not rollback else None,
+            "statement": step.describe() if step is not None and not rollback else None,
         }
+        if lost:
+            details["connection_lost"] = True
+        if others:
+            details["rolled_back_with"] = others
         if blockers:
             details["blockers"] = blockers
         if executed is not None:
             # Non-transactional: these statements stay applied; say so exactly.
             details["executed_statements"] = list(executed)
-            details["invalid_indexes"] = self._invalid_indexes()
-            text += (f" ({len(executed)} earlier statement(s) of this non-transactional "
-                     "migration stayed applied")
-            if details["invalid_indexes"]:
-                text += "; INVALID index(es) left behind: " + ", ".join(
-                    details["invalid_indexes"]) + " (DROP INDEX CONCURRENTLY before retrying)"
-            text += ")"
+            if step is None:
+                details["invalid_indexes"] = []
+                text += (f" (non-transactional: all {len(executed)} statement(s) completed, but "
+                         "the migration was not recorded: the next run runs them again, so keep "
+                         "them idempotent)" if executed else
+                         " (non-transactional: none of its statements had run)")
+            elif lost:
+                # The server is gone: name what the statement in flight may have left.
+                in_flight = [b for b in indexes.step_builds(step) if b.name]
+                details["invalid_indexes"] = []
+                details["possibly_invalid_indexes"] = [b.name for b in in_flight]
+                text += (f" (non-transactional: {len(executed)} earlier statement(s) completed"
+                         + (": " + "; ".join(executed) if executed else ""))
+                text += (f"; the statement in flight ({step.describe()}) may or may not have "
+                         "completed")
+                if in_flight:
+                    text += ("; it may have left INVALID index(es) "
+                             + ", ".join(b.name or "" for b in in_flight)
+                             + " — the next run drops and rebuilds them")
+                text += ")"
+            else:
+                details["invalid_indexes"] = self._invalid_indexes()
+                text += (f" ({len(executed)} earlier statement(s) of this non-transactional "
+                         "migration stayed applied")
+                if details["invalid_indexes"]:
+                    text += "; INVALID index(es) left behind: " + ", ".join(
+                        details["invalid_indexes"]) + " (the next run drops and rebuilds an "\
+                        "INVALID index its migration builds)"
+                text += ")"
         return MigrationFailed(text, **details)
+
+    @staticmethod
+    def _lost(exc: Any) -> bool:
+        """The server or the connection went away (restart, failover, terminated backend)."""
+        import psycopg
+
+        state = getattr(exc, "sqlstate", None) or ""
+        if state.startswith(("08", "57P")):
+            return True
+        return isinstance(exc, psycopg.OperationalError) and not state
 
     def _invalid_indexes(self) -> list[str]:
         try:
@@ -414,6 +659,11 @@ def _verify_problem(cur: Any) -> str | None:
     if row[0] is False:
         return "the query returned false"
     return None
+
+
+def _on_tracking_table(diag: Any) -> bool:
+    names = " ".join(str(x) for x in (diag.table_name, diag.constraint_name) if x)
+    return any(t in names for t in TRACKING_TABLES)
 
 
 def _int(value: Any) -> int | None:

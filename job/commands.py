@@ -283,7 +283,8 @@ def restore(ctx: Context, uri: str) -> None:
     from job.backup import restore_backup
 
     ctx.connect_admin()
-    ctx.take_lock()
+    # Not yoyo's lock: pg_restore --clean drops yoyo_lock, which would wait for our row forever.
+    ctx.take_lock(yoyo=False)
     assert ctx.params is not None
     with ctx.lock_mutex:
         result = restore_backup(ctx.settings, ctx.params, uri, log=ctx.log)

@@ -34,6 +34,14 @@ class LockTimeout(JobError):
     outcome = "lock_timeout"
 
 
+class ConcurrentChange(JobError):
+    """A race with another writer of the tracking tables (e.g. a yoyo CLI run that ignores
+    the lock): nothing of ours was committed, rerunning is safe."""
+
+    exit_code = 4
+    outcome = "concurrent_change"
+
+
 class IntegrityRefusal(JobError):
     exit_code = 5
     outcome = "integrity_refused"
@@ -76,6 +84,9 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+        # What the interrupted step left (e.g. a non-transactional migration's completed
+        # statements and INVALID indexes), for the summary.
+        self.details: dict[str, Any] = {}
 
     @property
     def exit_code(self) -> int:

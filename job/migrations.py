@@ -223,6 +223,7 @@ def read(directory: str) -> MigrationSet:
                           "directory (MIGRATE_MIGRATIONS_DIR)")
     if not os.access(path, os.R_OK | os.X_OK):
         raise ConfigError(f"migrations directory {directory!r} is not readable")
+    _check_entries(path)
     _check_duplicate_ids(path)
 
     from yoyo import exceptions as yoyo_exceptions
@@ -265,6 +266,51 @@ def _read_verify(path: str, mid: str) -> list[Step]:
     for step in steps:
         step.verify, step.path = True, path
     return steps
+
+
+# yoyo's ``newmigration`` writes its drafts under this prefix and its reader skips them.
+_YOYO_DRAFT_PREFIX = "_tmp_yoyonew"
+
+
+def _check_entries(path: Path) -> None:
+    """Every entry named like a migration is a readable regular file, or the run stops.
+
+    yoyo's reader keeps only ``is_file()`` entries, so a dangling symlink, a symlink loop or a
+    directory named ``0005_x.sql`` would silently vanish from the plan ("nothing pending").
+    """
+    import errno
+    import stat
+
+    for entry in sorted(os.scandir(path), key=lambda e: e.name):
+        name = entry.name
+        if os.path.splitext(name)[1] not in {".sql", ".py"}:
+            continue
+        if name.startswith((_YOYO_DRAFT_PREFIX, ".#")):  # yoyo drafts, editor lock links
+            continue
+        where = os.path.join(str(path), name)
+        try:
+            st = os.stat(where)  # follows symlinks
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                reason = "symbolic link loop"
+            elif entry.is_symlink():
+                reason = f"broken symbolic link to {os.readlink(where)!r} ({exc.strerror})"
+            else:
+                reason = exc.strerror or str(exc)
+            raise ConfigError(f"{where}: cannot read migration entry: {reason}",
+                              file=where) from None
+        if stat.S_ISDIR(st.st_mode):
+            raise ConfigError(f"{where}: is a directory, not a migration file (every entry named "
+                              "*.sql or *.py in the migrations directory is read as a migration)",
+                              file=where)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{where}: not a regular file (a FIFO, socket or device); "
+                              "migrations must be files", file=where)
+        try:
+            with open(where, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{where}: unreadable: {exc.strerror or exc}", file=where) from None
 
 
 def _wrap(y: Any, post_apply: bool) -> Migration:

@@ -67,6 +67,7 @@ class Plan:
             "changed": [{"id": i, "file": p} for i, p in self.integrity.changed],
             "unknown": list(self.integrity.unknown),
             "unverified": [m.id for m in self.integrity.unverified],
+            "reapplied_by_yoyo": [m.id for m in self.integrity.reapplied],
             "post_apply": [m.id for m in self.migrations.post_apply],
         }
 
@@ -85,6 +86,12 @@ def run(ctx: Context) -> None:
     refuse_on_integrity(ctx, plan)
     ctx.summary.extra["phase"] = settings.phase
     plan.select_phase(settings.phase)
+    if plan.integrity.reapplied:
+        with ctx.lock_mutex:
+            tracking.readopt(conn, settings, plan.integrity.reapplied)
+        log.info("integrity.readopted", migrations=[m.id for m in plan.integrity.reapplied],
+                 reason="the yoyo CLI applied these again after migrate-job recorded them "
+                        "(_yoyo_log); recording the current file's checksum")
     if plan.integrity.unverified:
         tracking.adopt(conn, settings, plan.integrity.unverified)
         log.info("integrity.adopted", migrations=[m.id for m in plan.integrity.unverified][:50],
@@ -97,6 +104,7 @@ def run(ctx: Context) -> None:
     _log_deferred(ctx, plan)
     if not plan.pending:
         log.info("run.nothing_pending", applied=len(plan.state.applied), phase=plan.phase)
+        check_invalid_indexes(ctx, conn, found)
         return
     log.info("run.plan", pending=[m.id for m in plan.pending][:50], count=len(plan.pending),
              phase=plan.phase)
@@ -104,6 +112,7 @@ def run(ctx: Context) -> None:
     take_backup_if_configured(ctx, plan, conn)
     apply(ctx, plan)
     verify(ctx, found, plan)
+    check_invalid_indexes(ctx, conn, found)
 
 
 def _log_deferred(ctx: Context, plan: Plan) -> None:
@@ -231,6 +240,8 @@ def apply(ctx: Context, plan: Plan) -> None:
     finally:
         if watcher:
             watcher.stop()
+        if applier.rebuilt:
+            ctx.summary.extra["rebuilt_indexes"] = list(applier.rebuilt)
         ctx.summary.applied = [a.summary() for a in applier.applied]
         done = {a.id for a in applier.applied}
         ctx.summary.pending = [m.id for m in plan.pending if m.id not in done] + [
@@ -257,6 +268,36 @@ def verify(ctx: Context, found: MigrationSet, plan: Plan) -> None:
     ctx.log.info("run.verified", applied_total=len(state.applied), phase=plan.phase)
 
 
+def invalid_indexes(conn: psycopg.Connection[Any], found: MigrationSet,
+                    applied: set[str]) -> list[dict[str, Any]]:
+    """Every INVALID index, with the migration that builds it (one catalog query when none)."""
+    from job import indexes
+
+    invalid = indexes.invalid_indexes(conn)
+    return indexes.attribute(conn, invalid, found.migrations, applied) if invalid else []
+
+
+def check_invalid_indexes(ctx: Context, conn: psycopg.Connection[Any],
+                          found: MigrationSet) -> None:
+    """A recorded migration whose index is INVALID is not success (exit 9, CONTRACT)."""
+    with ctx.lock_mutex:
+        state = tracking.read_state(conn)
+        found_invalid = invalid_indexes(conn, found, state.ids())
+    if not found_invalid:
+        return
+    ctx.summary.extra["invalid_indexes"] = found_invalid
+    for item in found_invalid:
+        ctx.log.warning("index.invalid", **item)
+    recorded = [i for i in found_invalid if i.get("state") == "recorded"]
+    if recorded:
+        first = recorded[0]
+        raise VerificationFailed(
+            "INVALID index(es) built by recorded migration(s): " + ", ".join(
+                f"{i['index']} ({i['migration']})" for i in recorded)
+            + ". The planner never uses an INVALID index and every write still maintains it. "
+            f"Fix: {first['fix']}.", invalid_indexes=recorded)
+
+
 # -- status / plan (read-only) -------------------------------------------------------------------
 def status(ctx: Context, as_json: bool) -> None:
     from job import drift, envguard, views
@@ -273,6 +314,9 @@ def status(ctx: Context, as_json: bool) -> None:
     # For status, "applied" is what the database has (a run's summary lists what it applied).
     ctx.summary.applied = [{"id": a["id"], "applied_at_utc": a["applied_at_utc"]}
                            for a in data["applied"]]
+    data["invalid_indexes"] = invalid_indexes(conn, found, plan.state.ids())
+    if data["invalid_indexes"]:
+        ctx.summary.extra["invalid_indexes"] = data["invalid_indexes"]
     if as_json:
         print(json.dumps(data, indent=2, default=str))
     else:

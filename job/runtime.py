@@ -17,13 +17,21 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from job import db, redact, report, signals, tracking
-from job.errors import ConfigError, Interrupted, JobError, PendingMigrations
+from job.errors import (
+    ConcurrentChange,
+    ConfigError,
+    DatabaseUnavailable,
+    Interrupted,
+    JobError,
+    MigrationFailed,
+    PendingMigrations,
+)
 from job.log import get_logger
 
 if TYPE_CHECKING:
     import psycopg
 
-    from job.lock import MigrationLock
+    from job.lock import MigrationLock, YoyoLock, YoyoWaiterGuard
     from job.settings import Settings
 
 # Commands whose runs are written to _migrate_job_run.
@@ -47,6 +55,8 @@ class Context:
     params: db.ConnParams | None = None
     lock_conn: psycopg.Connection[Any] | None = None
     lock: MigrationLock | None = None
+    yoyo_lock: YoyoLock | None = None
+    yoyo_guard: YoyoWaiterGuard | None = None
     mig_conn: psycopg.Connection[Any] | None = None
     lock_mutex: threading.Lock = field(default_factory=threading.Lock)
     _get_params: Callable[[bool], db.ConnParams] | None = None
@@ -70,13 +80,25 @@ class Context:
             conn.execute("SET default_transaction_read_only = on")
         return conn
 
-    def take_lock(self) -> MigrationLock:
-        from job.lock import MigrationLock
+    def take_lock(self, *, yoyo: bool = True) -> MigrationLock:
+        """Our advisory lock, then yoyo's ``yoyo_lock`` row (so a ``yoyo`` CLI run cannot
+        interleave), both within ``MIGRATE_LOCK_WAIT``. ``yoyo=False`` only for ``restore``,
+        whose ``pg_restore --clean`` drops and recreates yoyo_lock itself."""
+        from job.lock import MigrationLock, YoyoLock
 
         assert self.lock_conn is not None
+        deadline = time.monotonic() + self.settings.lock_wait
         self.lock = MigrationLock(self.lock_conn, self.log)
         self.lock.acquire(self.settings.lock_wait)
-        self.log.info("lock.held", key=self.lock.key, schema=self.lock.schema)
+        if yoyo:
+            lock = self.lock
+            self.yoyo_lock = YoyoLock(
+                lambda: db.connect(self.get_params(False), autocommit=False,
+                                   purpose="yoyo-lock"), self.log,
+                on_connect=lock.check_not_shared_with)
+            self.yoyo_lock.acquire(deadline)
+        self.log.info("lock.held", key=self.lock.key, schema=self.lock.schema,
+                      yoyo_lock=bool(self.yoyo_lock and self.yoyo_lock.held))
         self._guard_environment()
         return self.lock
 
@@ -109,12 +131,25 @@ class Context:
             with self.lock_mutex:
                 self.lock.check_not_shared_with(conn)
         db.prepare_session(conn, self.settings, migration=True)
+        if self.yoyo_lock is not None and self.yoyo_lock.held and self.lock_conn is not None:
+            from job.lock import YoyoWaiterGuard
+
+            holder = self.yoyo_lock.pid
+            assert holder is not None
+            self.yoyo_guard = YoyoWaiterGuard(self.lock_conn, self.lock_mutex,
+                                              conn.info.backend_pid, holder, self.log).start()
         return conn
 
     def close(self) -> None:
+        if self.yoyo_guard is not None:
+            self.yoyo_guard.stop()
+            self.yoyo_guard = None
         if self.mig_conn is not None:
             _close_quietly(self.mig_conn)
             self.mig_conn = None
+        if self.yoyo_lock is not None:
+            self.yoyo_lock.release()
+            self.yoyo_lock = None
         if self.lock is not None:
             with self.lock_mutex:
                 self.lock.release()
@@ -148,7 +183,17 @@ def execute(settings: Settings, command: str, body: Callable[[Context], None]) -
     redact.add(settings.notify_url)  # webhook URLs carry their credential in the path
     exit_code = 0
     try:
-        body(ctx)
+        try:
+            body(ctx)
+        except JobError:
+            raise
+        except Exception as exc:
+            # Failures we understand (a lost connection, a race on a tracking table, a missing
+            # privilege) get their CONTRACT code here; anything else is a bug (exit 1).
+            known = translate(ctx, exc)
+            if known is None:
+                raise
+            raise known from exc
     except PendingMigrations as exc:
         exit_code = exc.exit_code
         ctx.summary.outcome, ctx.summary.message = exc.outcome, exc.message
@@ -168,7 +213,10 @@ def execute(settings: Settings, command: str, body: Callable[[Context], None]) -
         ctx.summary.outcome = "interrupted"
         ctx.summary.message = (f"interrupted by signal {exc.signum}: the in-flight statement "
                                "was cancelled and rolled back")
-        log.warning(f"{command}.interrupted", signal=exc.signum)
+        if exc.details:
+            ctx.summary.error = redact.scrub_obj(dict(exc.details))
+            ctx.summary.message = _interrupted_message(exc.signum, exc.details)
+        log.warning(f"{command}.interrupted", signal=exc.signum, **_flat(exc.details))
     except Exception as exc:
         exit_code = 1
         ctx.summary.outcome = "internal_error"
@@ -194,6 +242,59 @@ def execute(settings: Settings, command: str, body: Callable[[Context], None]) -
 
 
 _last: dict[str, Any] = {}
+
+
+def translate(ctx: Context, exc: Exception) -> JobError | None:
+    """A psycopg error that escaped the code that knows the details, as its CONTRACT failure.
+
+    A lost connection is exit 3 before anything was applied (connecting, locking, planning) and
+    exit 8 once the apply has begun; a race with another writer of the tracking tables is
+    exit 4; a missing privilege is a configuration error (exit 2).
+    """
+    import psycopg
+    from psycopg import errors
+
+    if not isinstance(exc, psycopg.Error):
+        return None
+    where = ctx.summary.database or "the database"
+    state = exc.sqlstate or ""
+    text = redact.scrub(str(exc).strip() or type(exc).__name__)
+    details: dict[str, Any] = {"sqlstate": exc.sqlstate, "server_message": text}
+    if isinstance(exc, errors.InsufficientPrivilege):
+        return ConfigError(f"the database role lacks a privilege migrate-job needs on {where}: "
+                           f"{text}", **details)
+    if isinstance(exc, errors.UniqueViolation | errors.SerializationFailure |
+                  errors.DeadlockDetected | errors.DuplicateTable | errors.DuplicateObject):
+        return ConcurrentChange(
+            f"another writer changed the migration tracking tables of {where} at the same time "
+            f"(a yoyo CLI run, or a tool that does not take the migration lock): [{state}] "
+            f"{text}. What this run had not committed was rolled back; run again.", **details)
+    if not isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return None
+    lost = "connection lost" if ctx.mig_conn is not None or state.startswith(
+        ("08", "57P")) or not state else "database error"
+    if ctx.mig_conn is not None:
+        applied = [a["id"] for a in ctx.summary.applied]
+        return MigrationFailed(
+            f"{lost} on {where} during the apply phase: {text}. This run applied and "
+            f"committed: {', '.join(applied) or 'nothing'}; a migration in flight was rolled "
+            "back by the server (or, if non-transactional, stopped after its last completed "
+            "statement).", connection_lost=True, **details)
+    return DatabaseUnavailable(
+        f"{lost} on {where} before anything was applied: {text}. Nothing was changed by this "
+        "run.", database=where, connection_lost=True, **details)
+
+
+def _interrupted_message(signum: int, details: dict[str, Any]) -> str:
+    text = (f"interrupted by signal {signum} during non-transactional migration "
+            f"{details.get('migration')}: the in-flight statement was cancelled; "
+            f"{len(details.get('executed_statements') or [])} earlier statement(s) stayed "
+            "applied")
+    invalid = details.get("invalid_indexes") or []
+    if invalid:
+        text += (f"; INVALID index(es) left: {', '.join(invalid)} (the next run drops and "
+                 "rebuilds them)")
+    return text
 
 
 def last_summary() -> dict[str, Any]:

@@ -150,6 +150,27 @@ class AppliedRow:
     checksum: str | None = None
     algorithm: str | None = None
     how: str | None = None
+    recorded_at: datetime | None = None  # when we last recorded our checksum
+    yoyo_applied_at: datetime | None = None  # latest 'apply' the yoyo CLI logged for it
+
+    def reapplied_by_yoyo(self) -> bool:
+        """Did the yoyo CLI apply this migration again after we recorded it (``yoyo rollback``,
+        an edit, ``yoyo apply``)?
+
+        yoyo logs the apply, then writes the ``_yoyo_migration`` row, both with its own clock,
+        moments apart; a row we wrote carries exactly our ``recorded_at``. So for a migration we
+        applied or marked, a current row that is not ours and matches a yoyo apply is proof,
+        whatever the clocks say. For an adopted or accepted record (whose row was never ours)
+        the yoyo apply must be logged after our record: that compares yoyo's clock with ours.
+        """
+        yl, at = self.yoyo_applied_at, self.applied_at
+        if yl is None or at is None or not (0 <= (at - yl).total_seconds() <= 60):
+            return False
+        if self.recorded_at is None:
+            return False
+        if self.how in ("applied", "marked"):
+            return at != self.recorded_at
+        return yl > self.recorded_at
 
 
 @dataclass
@@ -177,10 +198,16 @@ def read_state(conn: psycopg.Connection[Any]) -> State:
     if not yoyo_exists:
         return State(exists=False)
     if ours_exists:
+        # yoyo's own log lines have no comment (ours say "migrate-job <version>").
         rows = conn.execute(
-            "SELECT y.migration_id, y.applied_at_utc, j.checksum, j.checksum_algorithm, j.how "
+            "SELECT y.migration_id, y.applied_at_utc, j.checksum, j.checksum_algorithm, j.how, "
+            "j.recorded_at_utc, l.at "
             "FROM _yoyo_migration y LEFT JOIN _migrate_job_migration j "
-            "ON j.migration_id = y.migration_id ORDER BY y.applied_at_utc, y.migration_id"
+            "ON j.migration_id = y.migration_id "
+            "LEFT JOIN (SELECT migration_hash, max(created_at_utc) AS at FROM _yoyo_log "
+            "           WHERE operation = 'apply' AND comment IS NULL GROUP BY 1) l "
+            "ON l.migration_hash = y.migration_hash "
+            "ORDER BY y.applied_at_utc, y.migration_id"
         ).fetchall()
     else:
         rows = conn.execute(
@@ -238,6 +265,7 @@ class Integrity:
     changed: list[tuple[str, str]] = field(default_factory=list)  # (id, path)
     unknown: list[str] = field(default_factory=list)
     unverified: list[Migration] = field(default_factory=list)  # applied by plain yoyo: adopt
+    reapplied: list[Migration] = field(default_factory=list)  # re-applied by yoyo: re-adopt
 
 
 def check(state: State, known: dict[str, Migration]) -> Integrity:
@@ -253,7 +281,10 @@ def check(state: State, known: dict[str, Migration]) -> Integrity:
             raise ConfigError(f"migration {row.id} was recorded with checksum algorithm "
                               f"{row.algorithm!r}, unknown to migrate-job {__version__}")
         elif row.checksum != m.checksum:
-            result.changed.append((row.id, m.path))
+            if row.reapplied_by_yoyo():
+                result.reapplied.append(m)
+            else:
+                result.changed.append((row.id, m.path))
     return result
 
 
@@ -268,6 +299,19 @@ def adopt(conn: psycopg.Connection[Any], settings: Settings, migrations: Sequenc
                 "(%s, %s, %s, %s, %s, 'adopted', %s) ON CONFLICT (migration_id) DO NOTHING",
                 (m.id, m.checksum, CHECKSUM_ALGORITHM, now_utc(), settings.user, __version__),
             )
+
+
+def readopt(conn: psycopg.Connection[Any], settings: Settings, migrations: Sequence[Migration]
+            ) -> None:
+    """Record the current checksum of migrations the yoyo CLI re-applied after we recorded
+    them: the database holds what yoyo applied from these files."""
+    with conn.transaction():
+        for m in migrations:
+            conn.execute(
+                "UPDATE _migrate_job_migration SET checksum = %s, checksum_algorithm = %s, "
+                "recorded_at_utc = %s, recorded_by = %s, how = 'adopted', job_version = %s "
+                "WHERE migration_id = %s",
+                (m.checksum, CHECKSUM_ALGORITHM, now_utc(), settings.user, __version__, m.id))
 
 
 # Columns added to _migrate_job_run after its first release; a database created by an older

@@ -57,9 +57,18 @@ def status_text(data: Mapping[str, Any], width: int = MAX_WIDTH) -> str:
                          "next `run` records it")
     else:
         lines.append("no migrations found and none applied")
+    invalid = data.get("invalid_indexes") or []
+    if invalid:
+        lines.append("")
+    for i in invalid:
+        owner = f"built by {i['migration']} ({i['state']})" if i.get("migration") else i["state"]
+        lines.append(f"INVALID index {i['index']} on {i['table']}: {owner}")
+        if i.get("fix"):
+            lines.append(f"  fix: {i['fix']}")
     lines.append("")
     lines.append(f"{len(data.get('applied', []))} applied, {len(data.get('pending', []))} "
-                 f"pending, {len(changed)} changed, {len(unknown)} unknown")
+                 f"pending, {len(changed)} changed, {len(unknown)} unknown"
+                 + (f", {len(invalid)} INVALID index(es)" if invalid else ""))
     return "\n".join(clip(line, width) for line in lines)
 
 
