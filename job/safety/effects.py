@@ -21,7 +21,8 @@ from .tree import (
     walk,
 )
 
-_DROP_NS = {
+# What a DROP of each object type removes from the model (and which namespace it lives in).
+DROP_NAMESPACES = {
     "OBJECT_TABLE": REL,
     "OBJECT_FOREIGN_TABLE": REL,
     "OBJECT_VIEW": REL,
@@ -297,7 +298,7 @@ def _drop(model: Catalog, n: Node) -> None:
         for name in object_names(n):
             model.drop_schema(name)
         return
-    ns = _DROP_NS.get(rtype)
+    ns = DROP_NAMESPACES.get(rtype)
     if ns is None:
         return
     for name in drop_names(n):

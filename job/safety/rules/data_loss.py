@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..catalog import EXISTING, EXT, FUNC, NEW, REL, SYSTEM, TYPE
+from ..catalog import EXISTING, NEW, SYSTEM, TYPE
 from ..context import Context
+from ..effects import DROP_NAMESPACES
 from ..model import DataSubject
 from ..parser import Statement
 from ..tree import object_names, rel_name, unwrap
@@ -328,19 +329,7 @@ class SetUnlogged(DataLoss):
 
 
 _REPORTED_ELSEWHERE = {"OBJECT_TABLE", "OBJECT_FOREIGN_TABLE", "OBJECT_SCHEMA"}
-_NAMESPACE = {
-    "OBJECT_VIEW": REL,
-    "OBJECT_MATVIEW": REL,
-    "OBJECT_SEQUENCE": REL,
-    "OBJECT_INDEX": REL,
-    "OBJECT_TYPE": TYPE,
-    "OBJECT_DOMAIN": TYPE,
-    "OBJECT_FUNCTION": FUNC,
-    "OBJECT_PROCEDURE": FUNC,
-    "OBJECT_ROUTINE": FUNC,
-    "OBJECT_AGGREGATE": FUNC,
-    "OBJECT_EXTENSION": EXT,
-}
+_NAMESPACE = {k: v for k, v in DROP_NAMESPACES.items() if k not in _REPORTED_ELSEWHERE}
 # How SQL spells an object type, for messages (never the parse tree's enum name).
 OBJECT_WORDS = {
     "OBJECT_TABLE": "table",
