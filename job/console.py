@@ -22,6 +22,10 @@ MAX_WIDTH = 160
 HIDDEN = frozenset({
     "lock.held", "backup.preflight", "backup.uploaded", "run.verified", "notify.sent",
     "restore.verified", "migration.skipped",
+    # Routine bookkeeping a person need not read (the JSON log keeps them).
+    "schema.recorded", "schema.unchanged", "lock.yoyo_acquired", "environment.matches",
+    "environment.unchanged", "adopt.schema_adopted", "rollback.plan", "undo.plan",
+    "rollback.finding",  # listed in the refusal block
 })
 # Commands whose result is their stdout: no summary block (a failure still gets its error block).
 READ_ONLY = frozenset({"status", "plan", "lint", "new"})
@@ -214,9 +218,14 @@ class Console:
         self.generic(name, ev, level)
 
     def generic(self, name: str, ev: Mapping[str, Any], level: str) -> None:
-        fields = [f"{k} {value_text(v)}" for k, v in ev.items()
-                  if k not in ("event", "level", "timestamp") and value_text(v)]
-        text = clip(f"{name}: " + "; ".join(fields) if fields else name, self.width * 2)
+        """An event without a handler: its message when it has one, else one clipped line of
+        its fields (the JSON log has them all)."""
+        if ev.get("message"):
+            text = clip(value_text(ev["message"]), self.width * 2)
+        else:
+            fields = [f"{k} {value_text(v)}" for k, v in ev.items()
+                      if k not in ("event", "level", "timestamp") and value_text(v)]
+            text = clip(f"{name}: " + "; ".join(fields) if fields else name, self.width - 10)
         if level in ("error", "critical"):
             self._line(self._paint("error:", "31") + " " + text)
         elif level == "warning":
@@ -362,6 +371,16 @@ def _simple(template: str) -> Handler:
     return handler
 
 
+def _safety_summary(c: Console, ev: dict[str, Any]) -> None:
+    if not ev.get("findings"):
+        return
+    sev = ev.get("by_severity") or {}
+    c._line(f"safety gate: {ev.get('findings')} finding(s) ({sev.get('error', 0)} error, "
+            f"{sev.get('warning', 0)} warning, {sev.get('info', 0)} info), "
+            f"{ev.get('blocking', 0)} blocking, {ev.get('approved', 0)} approved; "
+            "`migrate-job plan` lists them")
+
+
 def _warning_with_message(c: Console, ev: dict[str, Any]) -> None:
     c.warn(value_text(ev.get("message")) or str(ev.get("event")))
 
@@ -440,6 +459,7 @@ _HANDLERS: dict[str, Handler] = {
     "integrity.unknown_applied": _warning_with_message,
     "safety.finding": _finding,
     "safety.allow_destructive": _warning_with_message,
+    "safety.summary": _safety_summary,
     "backup.started": _backup_started,
     "backup.progress": _transfer_progress("backup", "backing up"),
     "backup.verified": _backup_verified,

@@ -98,7 +98,7 @@ def run(ctx: Context) -> None:
                  count=len(plan.integrity.unverified),
                  reason="applied without a content checksum (e.g. by the yoyo CLI); "
                         "recording the current file's checksum")
-    check_schema(ctx)
+    check_schema(ctx, plan)
     for row in plan.state.applied:
         log.debug("migration.skipped", migration=row.id, reason="already applied")
     _log_deferred(ctx, plan)
@@ -156,14 +156,15 @@ def refuse_on_integrity(ctx: Context, plan: Plan) -> None:
                         message=message)
 
 
-def check_schema(ctx: Context) -> None:
+def check_schema(ctx: Context, plan: Plan) -> None:
     """Schema drift since the last recording: exit 5, or a warning (MIGRATE_ON_SCHEMA_DRIFT)."""
     from job import drift
 
     assert ctx.lock_conn is not None
     with ctx.lock_mutex:
         verdict = drift.check(ctx.lock_conn, ctx.settings, ctx.log, command=ctx.command,
-                              run_id=ctx.run_id)
+                              run_id=ctx.run_id,
+                              reapplied=[m.id for m in plan.integrity.reapplied])
     if verdict.changes and verdict.state != "clean":
         ctx.summary.extra["schema_drift"] = verdict.texts(limit=10)
 

@@ -32,7 +32,9 @@ def undo(ctx: Context, run_ref: str | None, restore: bool, confirm: Confirm) -> 
     confirm.check_possible("undo")
     found = None if restore else migrations.read(ctx.settings.migrations_dir)
     conn = ctx.connect_admin()
-    ctx.take_lock()
+    # pg_restore --clean drops and recreates yoyo_lock: holding its row would deadlock the
+    # restore (as for `restore`, only the advisory lock then).
+    ctx.take_lock(yoyo=not restore)
     with ctx.lock_mutex:
         tracking.ensure_tables(conn)
         runs = history.read_runs(conn)

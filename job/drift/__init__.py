@@ -22,6 +22,7 @@ deploy (NOTES §5).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -147,14 +148,21 @@ def inspect(conn: psycopg.Connection[Any], settings: Settings) -> Verdict:
 
 
 def check(conn: psycopg.Connection[Any], settings: Settings, log: Any, *,
-          command: str = "run", run_id: str | None = None) -> Verdict:
+          command: str = "run", run_id: str | None = None,
+          reapplied: Sequence[str] = ()) -> Verdict:
     """Before a command changes the schema (under the lock): refuse on drift (exit 5), or with
     MIGRATE_ON_SCHEMA_DRIFT=warn log it and record the schema as it is; record a first
-    fingerprint, or re-record a stale one, without refusing."""
+    fingerprint, or re-record a stale one, without refusing. ``reapplied``: migrations the
+    yoyo CLI rolled back and applied again since they were recorded (their new content explains
+    a difference, so the record is stale rather than drifted)."""
     from job.drift import store
 
     store.ensure(conn)
     verdict = inspect(conn, settings)
+    if verdict.state == "drift" and reapplied:
+        verdict.state = "stale"
+        verdict.stale_reasons.append(
+            f"the yoyo CLI re-applied {_few(list(reapplied))} after it was recorded")
     snap = verdict.snapshot
     assert snap is not None
     fields = {"schemas": snap.schemas, "read_s": round(snap.seconds, 3)}
@@ -189,6 +197,10 @@ def check(conn: psycopg.Connection[Any], settings: Settings, log: Any, *,
         if verdict.recorded and sorted(verdict.recorded.schemas) != snap.schemas:
             _write(conn, settings, snap, reason=f"{command}: managed schemas changed",
                    run_id=run_id)
+        elif verdict.recorded and verdict.recorded.fingerprint != snap.digest:
+            # Only differences that are not drift (an INVALID index rebuilt): keep the record
+            # current so the next run compares one hash again.
+            _write(conn, settings, snap, reason=f"{command}: repairs recorded", run_id=run_id)
         log.info("schema.unchanged", fingerprint=snap.digest[:12], **fields)
     return verdict
 

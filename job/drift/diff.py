@@ -76,6 +76,10 @@ def compare(before: Description, after: Description,
             if a == b:
                 continue
             for attr in sorted(set(a) | set(b)):
+                if attr == "valid" and a.get(attr) is False and b.get(attr) is None:
+                    # An INVALID index rebuilt (REINDEX CONCURRENTLY, as the job itself
+                    # advises): a repair, not a schema change anyone has to review.
+                    continue
                 if a.get(attr) != b.get(attr):
                     changes.append(Change("changed", key, attr, a.get(attr), b.get(attr)))
     return changes

@@ -29,7 +29,8 @@ def migration_files(paths: Sequence[str], assume_applied: str | None = None) -> 
 
     A directory is read as `run` reads it: yoyo's reader (its top level only: `run` never
     applies a subdirectory), in dependency order, post-apply hooks last, and each migration's
-    `.rollback.sql` in the up's transaction mode (yoyo runs a rollback in the up's mode).
+    `.rollback.sql` in the up's transaction mode (yoyo runs a rollback in the up's mode) and its
+    `.verify.sql` (in a transaction, where it runs).
     Python migrations are not analysed. Files named directly are analysed in the order given.
     With `assume_applied`, the migrations up to and including that id seed the model instead.
     """
@@ -55,6 +56,8 @@ def migration_files(paths: Sequence[str], assume_applied: str | None = None) -> 
                 target.append(_read(m.path, m.id, modes[m.id]))
                 if os.path.exists(m.rollback_path):
                     target.append(_read(m.rollback_path, m.id, modes[m.id], rollback=True))
+                if m.verify_path:  # runs inside the migration's transaction
+                    target.append(_read(m.verify_path, f"{m.id}.verify", True))
                 if m.id == assume_applied:
                     found_assumed = True
                     target = out
@@ -88,6 +91,8 @@ def read_sql_file(path: str) -> SqlFile:
                 mode = is_transactional(fh.read())
         return SqlFile(id=name[: -len(".rollback.sql")], path=path, text=text,
                        transactional=mode, rollback=True)
+    if name.endswith(".verify.sql"):  # runs inside its migration's transaction
+        return SqlFile(id=name[: -len(".sql")], path=path, text=text, transactional=True)
     stem = name[: -len(".sql")] if name.endswith(".sql") else name
     return SqlFile(id=stem, path=path, text=text, transactional=is_transactional(text))
 
