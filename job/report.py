@@ -77,7 +77,9 @@ def fit_log_line(summary: dict[str, Any], limit: int = SUMMARY_LINE_LIMIT) -> di
     if _size(summary) <= limit:
         return summary
     data = dict(summary)
-    for key in ("findings", "findings_by_rule", "applied", "pending"):
+    # The counts by rule last: a few bytes that say what the gate saw, where the long lists
+    # of ids are what `plan --json` and the run history repeat anyway.
+    for key in ("findings", "applied", "pending", "findings_by_rule"):
         items = data.get(key)
         if not items or _size(data) <= limit:
             continue
