@@ -132,13 +132,14 @@ def configure(log_format: str | None = None, level: str = "info") -> None:
 
         _state["logger"] = None
         color = tty and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+        processors: list[Any] = [
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact,
+            Console(stream, live=tty, color=bool(color), debug=level == "debug"),
+        ]
         structlog.configure(
-            processors=[
-                structlog.processors.add_log_level,
-                structlog.processors.TimeStamper(fmt="iso", utc=True),
-                _redact,
-                Console(stream, live=tty, color=bool(color), debug=level == "debug"),
-            ],
+            processors=processors,
             wrapper_class=structlog.make_filtering_bound_logger(min_level),
             logger_factory=structlog.PrintLoggerFactory(file=stream),
             cache_logger_on_first_use=False,
