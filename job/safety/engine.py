@@ -129,7 +129,7 @@ def analyze(
     order = ups + list(reversed(rollbacks))
     for f in order:
         report.files += 1
-        parsed = parse_file(f.text)
+        parsed = f.parsed if f.parsed is not None else parse_file(f.text)
         if not f.rollback:
             report.statements_by_migration[f.id] = len(parsed.statements)
         report.statements += len(parsed.statements)

@@ -96,7 +96,13 @@ class _Lines:
     """Maps byte offsets of the UTF-8 text (what libpg_query reports) to 1-based lines."""
 
     def __init__(self, raw: bytes) -> None:
-        self.newlines = [i for i, b in enumerate(raw) if b == 10]
+        # bytes.find in C: a per-byte Python loop cost ~0.1 ms per KiB of SQL.
+        newlines = []
+        i = raw.find(b"\n")
+        while i >= 0:
+            newlines.append(i)
+            i = raw.find(b"\n", i + 1)
+        self.newlines = newlines
 
     def line(self, offset: int) -> int:
         return bisect.bisect_left(self.newlines, offset) + 1
