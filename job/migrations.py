@@ -355,7 +355,7 @@ def _read_verify(path: str, mid: str) -> list[Step]:
         raise ConfigError(f"{path}: unreadable: {exc}", migration=mid, file=path) from None
     if not text.strip():
         return []
-    steps = _split_statements(text, 1)
+    steps = _statements(text, 1)
     if steps is None:  # the grammar could not split it: one query, the server says where
         steps = [Step(apply=text, rollback=None, line=1)]
     for step in steps:
@@ -498,29 +498,15 @@ def _pipeline_safe(kind: str, node: dict[str, Any]) -> bool:
     return not (kind == "CopyStmt" and not node.get("filename") and not node.get("is_program"))
 
 
-def _split_statements(body: str, first_line: int) -> list[Step] | None:
-    import importlib
+def _statements(text: str, first_line: int) -> list[Step] | None:
+    """``text``'s statements by the grammar (libpg_query), or None when it cannot parse it."""
+    from job.safety.parser import parse_file
 
-    try:
-        # importlib: postgast 0.2 ships a .pyi that mypy cannot parse.
-        split = importlib.import_module("postgast").split
-    except ImportError:
+    parsed = parse_file(text)
+    if parsed.problems:
         return None
-    try:
-        parts = split(body, method="parser")
-    except Exception:  # unparsable: let the server say where
-        return None
-    steps: list[Step] = []
-    cursor = 0
-    for part in parts:
-        text = part.strip()
-        idx = body.find(text, cursor)
-        if not text or idx < 0:
-            return None
-        cursor = idx + len(text)
-        steps.append(Step(apply=text, rollback=None, single=True,
-                          line=first_line + body.count("\n", 0, idx)))
-    return steps
+    return [Step(apply=st.text, rollback=None, single=_pipeline_safe(st.kind, st.node),
+                 line=first_line - 1 + st.line) for st in parsed.statements]
 
 
 def _read_header(text: str, path: str, mid: str) -> Header:
