@@ -169,11 +169,15 @@ def check_schema(ctx: Context) -> None:
 
 
 def record_schema(ctx: Context, reason: str) -> None:
-    """After the schema changed, under the lock; never masks the error that ended a run."""
+    """After the schema changed, under the lock; never masks the error that ended a run.
+    The catalog is read on the migrations' own session when it is idle (warm caches)."""
     from job import drift
 
+    mig = ctx.mig_conn
+    idle = mig is not None and not mig.closed and mig.info.transaction_status == 0
     with ctx.lock_mutex:
-        drift.record_quietly(ctx.lock_conn, ctx.settings, ctx.log, reason, run_id=ctx.run_id)
+        drift.record_quietly(ctx.lock_conn, ctx.settings, ctx.log, reason, run_id=ctx.run_id,
+                             read_conn=mig if idle else None)
 
 
 def safety_gate(ctx: Context, plan: Plan, conn: psycopg.Connection[Any]) -> None:

@@ -21,6 +21,7 @@ deploy (NOTES §5).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -194,15 +195,33 @@ def check(conn: psycopg.Connection[Any], settings: Settings, log: Any, *,
 
 
 def record(conn: psycopg.Connection[Any], settings: Settings, log: Any, reason: str, *,
-           run_id: str | None = None) -> list[Change]:
+           run_id: str | None = None, read_conn: psycopg.Connection[Any] | None = None
+           ) -> list[Change]:
     """Record the current schema as the expected one, after a command changed it (under the
     lock). Writes a row only when something differs from the newest one; returns (and logs)
-    what the new record differs in from the previous one."""
+    what the new record differs in from the previous one.
+
+    ``read_conn``: an idle session to read the catalog on instead of ``conn``, e.g. the one
+    that just ran the migrations: its catalog caches already hold the objects they created,
+    where a session that never touched them pays for loading each (measured: 500 new tables
+    read in 0.075 s by the lock's session, 0.03 s by the migrations' own)."""
     from job.drift import store
 
     store.ensure(conn)
     previous = store.latest(conn, with_description=False)
-    snap = take(conn, settings)
+    snap = None
+    if read_conn is not None:
+        schemas = managed_schemas(conn, settings)  # as the lock's session sees them
+        try:
+            snap = take(read_conn, settings, schemas)
+        except Exception:
+            snap = None  # that session went (a lost connection): read on ours
+        finally:
+            with contextlib.suppress(Exception):
+                if not read_conn.autocommit:
+                    read_conn.rollback()  # end the read's transaction, change nothing
+    if snap is None:
+        snap = take(conn, settings)
     applied = store.applied_ids(conn)
     if (previous is not None and previous.fingerprint == snap.digest
             and sorted(previous.migrations) == applied and not previous.in_flight
@@ -218,14 +237,15 @@ def record(conn: psycopg.Connection[Any], settings: Settings, log: Any, reason: 
 
 
 def record_quietly(conn: psycopg.Connection[Any] | None, settings: Settings, log: Any,
-                   reason: str, *, run_id: str | None = None) -> bool:
+                   reason: str, *, run_id: str | None = None,
+                   read_conn: psycopg.Connection[Any] | None = None) -> bool:
     """``record`` for failure paths: never raises (the original error is what matters); a
     record that could not be written leaves the in-flight note, so the next run re-records
     with a warning instead of reporting the job's own changes as drift."""
     if conn is None or conn.closed:
         return False
     try:
-        record(conn, settings, log, reason, run_id=run_id)
+        record(conn, settings, log, reason, run_id=run_id, read_conn=read_conn)
         return True
     except Exception as exc:
         from job import redact
