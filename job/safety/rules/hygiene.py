@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 from ..context import Context
 from ..parser import Statement
@@ -17,11 +18,21 @@ class Hygiene(Rule):
     lock = "n/a"
 
 
-def _types(st: Statement) -> Iterator[tuple[str, str, TypeInfo]]:
+def _types(st: Statement) -> list[tuple[str, str, TypeInfo]]:
+    """(table, column, type) of the columns ``st`` defines. Five rules ask about the same
+    statement one after the other: the answer for the last statement is kept."""
+    if _last_types[0] is st:
+        return _last_types[1]
+    out = []
     for table, col in columndefs_of(st, type_changes=True):
         t = type_info(col.get("typeName"))
         if t is not None:
-            yield table, col.get("colname", "?"), t
+            out.append((table, col.get("colname", "?"), t))
+    _last_types[:] = [st, out]
+    return out
+
+
+_last_types: list[Any] = [None, []]
 
 
 _TYPED_KINDS = frozenset({"CreateStmt", "AlterTableStmt"})
