@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +99,7 @@ def run(ctx: Context) -> None:
                  count=len(plan.integrity.unverified),
                  reason="applied without a content checksum (e.g. by the yoyo CLI); "
                         "recording the current file's checksum")
+    parsing = _parse_ahead(plan.pending)
     check_schema(ctx)
     for row in plan.state.applied:
         log.debug("migration.skipped", migration=row.id, reason="already applied")
@@ -108,11 +110,35 @@ def run(ctx: Context) -> None:
         return
     log.info("run.plan", pending=[m.id for m in plan.pending][:50], count=len(plan.pending),
              phase=plan.phase)
+    if parsing is not None:
+        parsing.join()
     safety_gate(ctx, plan, conn)
     take_backup_if_configured(ctx, plan, conn)
     apply(ctx, plan)
     verify(ctx, found, plan)
     check_invalid_indexes(ctx, conn, found)
+
+
+def _parse_ahead(pending: list[Migration]) -> threading.Thread | None:
+    """Parse the pending migrations (and load the safety rules) on a second thread while this
+    one waits for the server (the schema drift check): libpg_query runs without the GIL.
+    Whatever it did not get to, or failed on, the gate parses itself and reports."""
+    todo = [m for m in pending if m.is_sql]
+    if not todo:
+        return None
+
+    def parse() -> None:
+        try:
+            import job.safety.engine  # noqa: F401  (the rules, for the gate)
+
+            for m in todo:
+                m.parsed()
+        except Exception:  # noqa: S110 - the gate parses again and says what is wrong
+            pass
+
+    thread = threading.Thread(target=parse, name="parse-ahead", daemon=True)
+    thread.start()
+    return thread
 
 
 def _log_deferred(ctx: Context, plan: Plan) -> None:
@@ -385,7 +411,10 @@ def plan_command(ctx: Context, fmt: str, verbose: bool = False) -> None:
         plan = make_plan(conn, found)
         ctx.summary.pending = [m.id for m in plan.pending]
         plan.select_phase(ctx.settings.phase)
+        parsing = _parse_ahead(plan.pending)
         env = envguard.inspect(conn, ctx.settings)
+        if parsing is not None:
+            parsing.join()
         safety = evaluate(ctx.settings, plan.pending, conn, ctx.log)
     schema = drift.inspect(conn, ctx.settings)
     data = plan.as_dict(safety.pop("statements_by_migration", None))
