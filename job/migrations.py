@@ -292,7 +292,7 @@ def read(directory: str) -> MigrationSet:
     if not os.access(path, os.R_OK | os.X_OK):
         raise ConfigError(f"migrations directory {directory!r} is not readable")
     contents = _check_entries(path)
-    _check_duplicate_ids(path)
+    _check_duplicate_ids(path, contents)
     registry = _YoyoRegistry(str(path))
     migrations: list[Migration] = []
     hooks: list[Migration] = []
@@ -416,21 +416,20 @@ def _check_entries(path: Path) -> dict[str, bytes]:
     return contents
 
 
-def _check_duplicate_ids(path: Path) -> None:
+def _check_duplicate_ids(path: Path, names: Iterable[str]) -> None:
+    """``names``: the migration-like files of the directory (regular files, read already)."""
     seen: dict[str, str] = {}
-    for entry in sorted(path.iterdir()):
-        name = entry.name
-        if name.endswith((".rollback.sql", VERIFY_SUFFIX)) or entry.suffix not in {".sql", ".py"}:
+    for name in sorted(names):
+        if name.endswith((".rollback.sql", VERIFY_SUFFIX)):
             continue
-        if not entry.is_file():
-            continue
-        stem = entry.stem
+        stem = os.path.splitext(name)[0]
+        entry = os.path.join(str(path), name)
         if stem in seen:
             raise ConfigError(
                 f"duplicate migration id {stem!r}: {seen[stem]} and {entry} (ids are file names "
                 "without the extension and must be unique)"
             )
-        seen[stem] = str(entry)
+        seen[stem] = entry
 
 
 def _flatten(steps: Sequence[Any]) -> Iterable[Step]:

@@ -121,3 +121,15 @@ def test_a_dependency_cycle_names_what_cannot_be_ordered(tmp_path):
     assert "dependency cycle among migrations: 0001_a" in err.value.message
     named = [p.split(" ")[0] for p in err.value.message.split(": ", 1)[1].split(", ")]
     assert named == theirs.value.args[1]
+
+
+def test_two_files_with_one_id_are_refused_naming_both(tmp_path):
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "0001_a.sql").write_text("SELECT 1;\n")
+    (d / "0001_a.py").write_text("steps = []\n")
+    (d / "0001_a.rollback.sql").write_text("SELECT 1;\n")  # not a migration of its own
+    with pytest.raises(ConfigError) as err:
+        migrations.read(str(d))
+    assert "duplicate migration id '0001_a'" in err.value.message
+    assert str(d / "0001_a.py") in err.value.message and str(d / "0001_a.sql") in err.value.message
