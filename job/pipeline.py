@@ -112,6 +112,7 @@ def run(ctx: Context) -> None:
              phase=plan.phase)
     if parsing is not None:
         parsing.join()
+    ctx.prefetch("migrate")  # the migrations' session opens while the gate runs
     safety_gate(ctx, plan, conn)
     take_backup_if_configured(ctx, plan, conn)
     apply(ctx, plan)
