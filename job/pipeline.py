@@ -77,6 +77,7 @@ class Plan:
 def run(ctx: Context) -> None:
     settings, log = ctx.settings, ctx.log
     found = migrations.read(settings.migrations_dir)
+    ctx.prefetch("yoyo-lock")  # opens alongside the lock's own session
     conn = ctx.connect_admin()
     ctx.take_lock()  # and the environment check (runtime.Context.take_lock)
     with ctx.lock_mutex:

@@ -90,7 +90,7 @@ class Context:
 
         assert self.lock_conn is not None
         deadline = time.monotonic() + self.settings.lock_wait
-        if yoyo:  # its session opens while ours takes the advisory lock
+        if yoyo:  # its session opens while ours takes the advisory lock (if not already)
             self.prefetch("yoyo-lock")
         self.lock = MigrationLock(self.lock_conn, self.log)
         self.lock.acquire(self.settings.lock_wait)
@@ -126,9 +126,14 @@ class Context:
 
     def connection(self, purpose: str) -> psycopg.Connection[Any]:
         """The prefetched ``purpose`` connection, or a new one."""
+        import psycopg
+
         ahead = self.prefetched.pop(purpose, None)
         if ahead is not None:
-            return ahead.take()
+            try:
+                return ahead.take()
+            except psycopg.OperationalError:
+                pass  # opened too early (the server was still starting): once more, now
         return db.connect(self.get_params(False), autocommit=False, purpose=purpose)
 
     def connect_migration(self) -> psycopg.Connection[Any]:
