@@ -415,10 +415,13 @@ def plan_command(ctx: Context, fmt: str, verbose: bool = False) -> None:
         plan.select_phase(ctx.settings.phase)
         parsing = _parse_ahead(plan.pending)
         env = envguard.inspect(conn, ctx.settings)
+    # While the second thread parses (the catalog read sets its own search_path, so it runs
+    # in a transaction of its own).
+    schema = drift.inspect(conn, ctx.settings)
+    with conn.transaction():
         if parsing is not None:
             parsing.join()
         safety = evaluate(ctx.settings, plan.pending, conn, ctx.log)
-    schema = drift.inspect(conn, ctx.settings)
     data = plan.as_dict(safety.pop("statements_by_migration", None))
     data.update(views.plan_extras(ctx.settings, ctx.summary.database))
     for entry, m in zip(data["pending"], plan.pending, strict=True):
