@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 YOYO_SCHEMA_VERSION = 2
 
-CREATE_SQL = """
+_CREATE_SQL = """
 CREATE TABLE IF NOT EXISTS _yoyo_migration (
     migration_hash VARCHAR(64) NOT NULL PRIMARY KEY,
     migration_id VARCHAR(255),
@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS _migrate_job_run (
     hostname TEXT,
     job_version TEXT,
     image TEXT,
-    duration_ms INTEGER
+    duration_ms INTEGER{run_columns}
 );
 """
 
@@ -352,6 +352,11 @@ RUN_COLUMNS = {
     "undoes": "UUID",  # the run an undo reverted
     "message": "TEXT",  # why it failed, shortened
 }
+
+
+# A new database gets every run-history column at once (no ALTER TABLE transaction after it).
+CREATE_SQL = _CREATE_SQL.format(run_columns="".join(
+    f",\n    {name} {kind}" for name, kind in RUN_COLUMNS.items()))
 
 
 def ensure_run_columns(conn: psycopg.Connection[Any]) -> None:
