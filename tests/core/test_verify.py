@@ -129,7 +129,8 @@ def test_non_transactional_verify_error_exits_9(database_url, run_job, tmp_path)
 def test_rollback_of_a_migration_with_a_verify_script_works(database_url, run_job, tmp_path):
     mdir = tmp_path / "m"
     _setup(mdir, "SELECT count(*) = 2 FROM items;\n")
-    write(mdir, "0001_items.rollback.sql", "DROP TABLE items;\n")
+    write(mdir, "0001_items.rollback.sql", "-- migrate-job: approve DL01 \"test data only\"\n"
+          "DROP TABLE items;\n")
     env = env_for(database_url, mdir)
     assert run_job("run", env=env).returncode == 0
     res = run_job("rollback", "--yes", env=env)
@@ -167,7 +168,7 @@ def test_plan_lists_the_verify_script(database_url, run_job, tmp_path):
     env = env_for(database_url, mdir)
     res = run_job("plan", env=env)
     assert res.returncode == 0, res.stderr
-    assert f"verify: {mdir / '0001_items.verify.sql'}" in res.stdout
+    assert f"  verify    {mdir / '0001_items.verify.sql'} (runs right after" in res.stdout
     res = run_job("plan", "--json", env=env)
     pending = json.loads(res.stdout)["pending"]
     assert pending[0]["verify"] == str(mdir / "0001_items.verify.sql")
