@@ -101,7 +101,7 @@ def run(ctx: Context) -> None:
                  reason="applied without a content checksum (e.g. by the yoyo CLI); "
                         "recording the current file's checksum")
     parsing = _parse_ahead(plan.pending)
-    check_schema(ctx)
+    check_schema(ctx, reapplied=[m.id for m in plan.integrity.reapplied])
     for row in plan.state.applied:
         log.debug("migration.skipped", migration=row.id, reason="already applied")
     _log_deferred(ctx, plan)
@@ -184,14 +184,15 @@ def refuse_on_integrity(ctx: Context, plan: Plan) -> None:
                         message=message)
 
 
-def check_schema(ctx: Context) -> None:
-    """Schema drift since the last recording: exit 5, or a warning (MIGRATE_ON_SCHEMA_DRIFT)."""
+def check_schema(ctx: Context, reapplied: list[str] | None = None) -> None:
+    """Schema drift since the last recording: exit 5, or a warning (MIGRATE_ON_SCHEMA_DRIFT).
+    ``reapplied``: migrations the yoyo CLI applied again (re-adopted): not drift."""
     from job import drift
 
     assert ctx.lock_conn is not None
     with ctx.lock_mutex:
         verdict = drift.check(ctx.lock_conn, ctx.settings, ctx.log, command=ctx.command,
-                              run_id=ctx.run_id)
+                              run_id=ctx.run_id, reapplied=reapplied)
     if verdict.changes and verdict.state != "clean":
         ctx.summary.extra["schema_drift"] = verdict.texts(limit=10)
 

@@ -108,8 +108,11 @@ def take(conn: psycopg.Connection[Any], settings: Settings,
                     time.monotonic() - started)
 
 
-def inspect(conn: psycopg.Connection[Any], settings: Settings) -> Verdict:
-    """Compare the database with its record, changing nothing (status, plan, and check)."""
+def inspect(conn: psycopg.Connection[Any], settings: Settings,
+            reapplied: list[str] | None = None) -> Verdict:
+    """Compare the database with its record, changing nothing (status, plan, and check).
+    ``reapplied``: migrations the yoyo CLI applied again since we recorded them (their
+    changes are a tool's, not drift)."""
     from job.drift import catalog, store
 
     # The stored description (hundreds of KiB for a large schema) is fetched only when the
@@ -127,6 +130,9 @@ def inspect(conn: psycopg.Connection[Any], settings: Settings) -> Verdict:
                      f"PostgreSQL {snap.server_major} (catalog deparsing may differ)")
     if recorded.in_flight:
         stale.append(f"a run did not finish recording: {recorded.in_flight}")
+    if reapplied:
+        stale.append(f"the yoyo CLI applied {_few(sorted(reapplied))} again since the "
+                     "recording")
     applied = store.applied_ids(conn)
     if sorted(recorded.migrations) != applied:
         added = sorted(set(applied) - set(recorded.migrations))
@@ -148,14 +154,15 @@ def inspect(conn: psycopg.Connection[Any], settings: Settings) -> Verdict:
 
 
 def check(conn: psycopg.Connection[Any], settings: Settings, log: Any, *,
-          command: str = "run", run_id: str | None = None) -> Verdict:
+          command: str = "run", run_id: str | None = None,
+          reapplied: list[str] | None = None) -> Verdict:
     """Before a command changes the schema (under the lock): refuse on drift (exit 5), or with
     MIGRATE_ON_SCHEMA_DRIFT=warn log it and record the schema as it is; record a first
     fingerprint, or re-record a stale one, without refusing."""
     from job.drift import store
 
     store.ensure(conn)
-    verdict = inspect(conn, settings)
+    verdict = inspect(conn, settings, reapplied)
     snap = verdict.snapshot
     assert snap is not None
     fields = {"schemas": snap.schemas, "read_s": round(snap.seconds, 3)}
