@@ -32,7 +32,9 @@ def undo(ctx: Context, run_ref: str | None, restore: bool, confirm: Confirm) -> 
     confirm.check_possible("undo")
     found = None if restore else migrations.read(ctx.settings.migrations_dir)
     conn = ctx.connect_admin()
-    ctx.take_lock()
+    # With --restore not yoyo's lock, as `restore`: pg_restore --clean drops yoyo_lock, which
+    # would wait for our uncommitted row forever.
+    ctx.take_lock(yoyo=not restore)
     with ctx.lock_mutex:
         tracking.ensure_tables(conn)
         runs = history.read_runs(conn)
