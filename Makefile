@@ -55,6 +55,8 @@ podman-setup:
 
 bench: install
 	$(BIN)/python bench/apply.py
+	tests/corpora/install.sh
+	$(BIN)/python bench/histories.py
 	$(BIN)/python bench/lint.py
 	$(BIN)/python bench/gate.py
 	$(BIN)/python bench/backup.py

@@ -73,11 +73,17 @@ class Applier:
         if self.settings.tx_mode == "all":
             self._apply_batched(pending)
         else:
-            for m in pending:
-                if m.transactional:
-                    self._with_retries(functools.partial(self._run_transactional, [m]))
-                else:
+            i = 0
+            while i < len(pending):
+                m = pending[i]
+                if not m.transactional:
                     self._run_nontransactional(m)
+                    i += 1
+                    continue
+                group = _group(pending, i)
+                # Each migration its own transaction; many of them in one round trip.
+                self._with_retries(self._units([[x] for x in group]))
+                i += len(group)
         if pending:
             for hook in post_apply:
                 self._run_hook(hook)
@@ -90,11 +96,23 @@ class Applier:
                 batch.append(m)
                 continue
             if batch:
-                todo = list(batch)
-                self._with_retries(functools.partial(self._run_transactional, todo))
+                self._with_retries(self._units([list(batch)]))
                 batch = []
             if m is not None:
                 self._run_nontransactional(m)
+
+    def _units(self, units: list[list[Migration]]) -> Callable[[], None]:
+        """Runs the transactions not committed yet: a retry after a lock timeout starts at the
+        migration that timed out, never again at one that committed."""
+        todo = list(units)
+
+        def run() -> None:
+            try:
+                self._run_transactional(list(todo))
+            finally:
+                done = {a.id for a in self.applied}
+                todo[:] = [u for u in todo if u[-1].id not in done]
+        return run
 
     def _with_retries(self, run: Callable[[], None]) -> None:
         attempt = 0
@@ -103,7 +121,8 @@ class Applier:
                 run()
                 return
             except _LockTimeoutHit as hit:
-                attempt += 1
+                # Migrations committed before the one that timed out do not use up its retries.
+                attempt = 1 if hit.progressed else attempt + 1
                 if attempt > self.settings.lock_retries:
                     raise hit.failure from None
                 wait = min(30.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
@@ -114,63 +133,109 @@ class Applier:
                 )
                 self.sleep(wait)
 
-    def _run_transactional(self, ms: list[Migration]) -> None:
-        if all(s.single for m in ms for s in (*m.exec_steps(), *m.verify_steps())):
-            durations = self._pipelined(ms)
-        else:
-            durations = self._step_by_step(ms)
-        for m in ms:
-            self.applied.append(Applied(m.id, durations[m.id], True))
-            self.log.info("migration.applied", migration=m.id,
-                          duration_s=round(durations[m.id], 3))
+    def _run_transactional(self, units: list[list[Migration]]) -> None:
+        if all(_pipelinable(m) for unit in units for m in unit):
+            self._pipelined(units)
+            return
+        for unit in units:  # a body the grammar could not split, a Python migration
+            durations = self._step_by_step(unit)
+            for m in unit:
+                self._applied(m, durations[m.id])
 
-    def _pipelined(self, ms: list[Migration]) -> dict[str, float]:
-        """BEGIN, each migration's statements and its tracking record go in one round trip;
-        the COMMIT follows once everything succeeded. The first cursor without a result is
-        the statement that failed."""
+    def _applied(self, m: Migration, duration: float) -> None:
+        self.applied.append(Applied(m.id, duration, True))
+        self.log.info("migration.applied", migration=m.id, duration_s=round(duration, 3))
+
+    def _pipelined(self, units: list[list[Migration]]) -> None:
+        """Transactions (``units``: each one migration, or with MIGRATE_TX_MODE=all several)
+        in one pipeline (job/pgpipe.py): ``BEGIN``, each migration's statements, its verify
+        script and its tracking record, ``COMMIT``, the next transaction. Each answer is
+        handled as it arrives: a migration is logged applied when its COMMIT is confirmed,
+        the next one started. The first error stops everything after it (the server skips
+        the rest of the pipeline); the failure names the migration, file:line and SQLSTATE
+        as if its statement had run alone. A transaction whose verify script must be read
+        before it may commit (only ever the last one) is committed by the client."""
         import psycopg
 
-        sent: list[tuple[Migration, Step | None, Any]] = []
-        if self.watcher:
-            self.watcher.begin(ms[0].id if len(ms) == 1 else None)
-        try:
+        from job.pgpipe import Pipe
+
+        check_last = any(m.verify_steps() for m in units[-1])
+        run = _PipelineRun(units)
+        with signals.critical():  # a signal cancels the statement and lets the answers in
+            pipe = Pipe(self.conn)
             try:
-                with self.conn.pipeline():
-                    for m in ms:
-                        self.log.info("migration.start", migration=m.id, transactional=True)
-                        self.conn.cursor().execute(tracking.STARTED_SQL)
+                for u, unit in enumerate(units):
+                    run.send(pipe, b"BEGIN", "begin", unit[0], None, u)
+                    for m in unit:
+                        if len(unit) > 1:  # the server measures each migration from here
+                            run.send(pipe, _STARTED, "started", m, None, u)
                         for step in (*m.exec_steps(), *m.verify_steps()):
-                            cur = self.conn.cursor()
-                            sent.append((m, step, cur))
-                            cur.execute(step.apply)  # type: ignore[arg-type]
-                        cur = self.conn.cursor()
-                        sent.append((m, None, cur))
-                        cur.execute(tracking.RECORD_SQL, tracking.record_params(
+                            run.send(pipe, str(step.apply).encode(), "step", m, step, u)
+                        run.send(pipe, _RECORD, "record", m, None, u, tracking.record_values(
                             self.settings, m, operation="apply", how="applied"))
-            except psycopg.Error as exc:
-                # The first cursor without a result is the statement that failed (or was in
-                # flight when the connection went). None: BEGIN or the started-at marker;
-                # a step of None: the tracking record.
-                failed = next(((m, st) for m, st, c in sent if c.pgresult is None), None)
-                m0: Migration = failed[0] if failed else ms[0]
-                at: Step | None = failed[1] if failed else None
-                blockers = self.watcher.blockers if self.watcher else []
-                failure = self._failure(m0, at, exc, blockers=blockers, batch=ms)
-                if exc.sqlstate == LOCK_NOT_AVAILABLE and at is not None:
-                    raise _LockTimeoutHit(failure, blockers) from None
-                raise failure from None
-            finally:
-                if self.watcher:
-                    self.watcher.end()
-            durations = {m.id: (c.fetchone()[0] or 0) / 1000 for m, st, c in sent if st is None}
-            for m, st, c in sent:
-                if st is not None and st.verify:
-                    self._check_verify_result(m, st, c)
-            self._commit(ms)
-        except BaseException:
-            self._rollback_quietly()
-            raise
-        return durations
+                        if m is not unit[-1]:
+                            pipe.flush_request()  # the next migration's start, as it starts
+                    if u < len(units) - 1 or not check_last:
+                        run.send(pipe, b"COMMIT", "commit", unit[-1], None, u)
+                        pipe.flush_request()
+                self._log_start(units[0][0])
+                try:
+                    for res in pipe.results():
+                        self._on_result(run, pipe, res)
+                except psycopg.Error as exc:  # the socket failed before every answer came
+                    if run.failure is None:
+                        run.fail(self, exc, run.cmds[min(run.n, len(run.cmds) - 1)])
+                finally:
+                    if self.watcher:
+                        self.watcher.end()
+                if run.failure is not None:
+                    self._rollback_quietly()
+                    if pipe.cancelled:
+                        return  # our cancel, on a signal: critical() raises Interrupted
+                    if run.lock_hit:
+                        raise _LockTimeoutHit(run.failure, run.failure.details.get(
+                            "blockers") or [], progressed=run.committed > 0)
+                    raise run.failure
+                if check_last:
+                    for m, step, res in run.checks:
+                        self._check_verify_result(m, step, _Answer(res))
+                    self._commit(units[-1])
+                    for x in units[-1]:
+                        self._applied(x, run.durations[x.id])
+            except BaseException:
+                self._rollback_quietly()
+                raise
+
+    def _on_result(self, run: _PipelineRun, pipe: Any, res: Any) -> None:
+        from job.pgpipe import result_ok
+
+        cmd = run.cmds[run.n]
+        run.n += 1
+        if run.failure is not None:
+            return  # skipped by the server after the failure (PIPELINE_ABORTED)
+        if not result_ok(pipe, res):
+            run.fail(self, pipe.error(res), cmd)
+            return
+        kind, m, step, u = cmd
+        if kind == "record":
+            run.durations[m.id] = (_int(res.get_value(0, 0)) or 0) / 1000
+        elif kind == "step" and step is not None and step.verify:
+            run.checks.append((m, step, res))
+        elif kind == "commit":
+            run.committed += 1
+            for x in run.units[u]:
+                self._applied(x, run.durations[x.id])
+        if run.n < len(run.cmds) and kind in ("record", "commit"):
+            nxt = run.cmds[run.n]
+            if nxt[1] is not m and nxt[0] != "commit":
+                self._log_start(nxt[1])
+
+    def _log_start(self, m: Migration) -> None:
+        # The answers of a migration arrive together (one Flush per migration): the watcher
+        # learns which migration runs, and the heartbeat reads the statement from the server.
+        self.log.info("migration.start", migration=m.id, transactional=True)
+        if self.watcher:
+            self.watcher.begin(m.id)
 
     def _step_by_step(self, ms: list[Migration]) -> dict[str, float]:
         import psycopg
@@ -642,10 +707,108 @@ class Applier:
 
 
 class _LockTimeoutHit(Exception):
-    def __init__(self, failure: MigrationFailed, blockers: list[dict[str, Any]]) -> None:
+    def __init__(self, failure: MigrationFailed, blockers: list[dict[str, Any]], *,
+                 progressed: bool = False) -> None:
         super().__init__(failure.message)
         self.failure = failure
         self.blockers = blockers
+        self.progressed = progressed  # migrations committed before this one (same pipeline)
+
+
+# The tracking record and the per-migration start marker, as the pipeline sends them.
+_RECORD = tracking.positional(tracking.RECORD_SQL, tracking.RECORD_FIELDS)
+_STARTED = tracking.STARTED_SQL.encode()
+# A pipeline carries at most this many migrations or this much SQL: the answers of one
+# round trip are read as they come, so this only bounds the client's memory.
+GROUP_MIGRATIONS = 200
+GROUP_BYTES = 4 * 1024 * 1024
+
+_Cmd = tuple[str, Migration, Step | None, int]  # (kind, migration, step, unit index)
+
+
+def _pipelinable(m: Migration) -> bool:
+    """Every step one statement of text, sent as is (no savepoint for ignored errors)."""
+    return m.transactional and all(
+        s.single and isinstance(s.apply, str) and not s.ignore_errors
+        for s in (*m.exec_steps(), *m.verify_steps()))
+
+
+def _group(pending: Sequence[Migration], i: int) -> list[Migration]:
+    """Consecutive transactional migrations from ``pending[i]`` that can share a pipeline;
+    one whose verify script is read before its COMMIT ends the group."""
+    group = [pending[i]]
+    if not _pipelinable(pending[i]) or pending[i].verify_steps():
+        return group
+    size = sum(len(str(s.apply)) for s in pending[i].exec_steps())
+    for m in pending[i + 1:]:
+        if not m.transactional or not _pipelinable(m) or len(group) >= GROUP_MIGRATIONS:
+            break
+        size += sum(len(str(s.apply)) for s in m.exec_steps())
+        if size > GROUP_BYTES:
+            break
+        group.append(m)
+        if m.verify_steps():
+            break
+    return group
+
+
+class _PipelineRun:
+    """What one pipeline sent and what its answers said so far."""
+
+    def __init__(self, units: list[list[Migration]]) -> None:
+        self.units = units
+        self.cmds: list[_Cmd] = []
+        self.n = 0  # answers read
+        self.durations: dict[str, float] = {}
+        self.checks: list[tuple[Migration, Step, Any]] = []
+        self.committed = 0
+        self.failure: MigrationFailed | None = None
+        self.lock_hit = False
+
+    def send(self, pipe: Any, sql: bytes, kind: str, m: Migration, step: Step | None, u: int,
+             params: list[bytes | None] | None = None) -> None:
+        pipe.send(sql, params)
+        self.cmds.append((kind, m, step, u))
+
+    def fail(self, applier: Applier, exc: Any, cmd: _Cmd) -> None:
+        """The failure of one command, reported as if its statement had run alone."""
+        kind, m, step, u = cmd
+        blockers = applier.watcher.blockers if applier.watcher else []
+        unit = self.units[u]
+        failure = applier._failure(m, step if kind == "step" else None, exc, blockers=blockers,
+                                   batch=unit if len(unit) > 1 else None)
+        later = [x.id for v in self.units[u + 1:] for x in v]
+        if applier._lost(exc) and not (exc.sqlstate or "").startswith("57P") and (
+                later or kind in ("record", "commit")):
+            # The socket failed with more already sent: unlike a terminated backend, a live
+            # server may still run what it received. Say exactly what is unknown.
+            failure.message += (
+                "; its COMMIT" + (f" and the migrations sent after it ({', '.join(later)})"
+                                  if later else "")
+                + " had already been sent: whether they were applied is unknown to this run. "
+                "Each commits together with its tracking record, so the next run sees exactly "
+                "which were")
+            failure.details["possibly_applied"] = [x.id for x in unit] + later
+        self.failure = failure
+        self.lock_hit = exc.sqlstate == LOCK_NOT_AVAILABLE and kind == "step"
+
+
+class _Answer:
+    """A verify query's answer (a libpq result) read the way a cursor would be."""
+
+    def __init__(self, res: Any) -> None:
+        self.res = res
+        from psycopg import pq
+
+        self.description = True if res.status == pq.ExecStatus.TUPLES_OK else None
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        if self.res.ntuples == 0 or self.res.nfields == 0:
+            return None
+        value = self.res.get_value(0, 0)
+        if value is not None and self.res.ftype(0) == 16:  # boolean
+            return (value == b"t",)
+        return (value,)
 
 
 def _verify_problem(cur: Any) -> str | None:

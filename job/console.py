@@ -140,6 +140,9 @@ class Console:
         self.stream, self.live, self.color, self.debug = stream, live, color, debug
         self.width = width or (terminal_width(stream) if live else MAX_WIDTH)
         self._open: str | None = None  # key of an unfinished line (no newline written yet)
+        self._open_text = ""
+        # An unfinished line another event had to end (key, text): its outcome gets a line.
+        self._dangling: tuple[str, str] | None = None
         self._rewritten = False
 
     def __call__(self, _logger: Any, method: str, event: dict[str, Any]) -> Any:
@@ -159,6 +162,7 @@ class Console:
     def _close(self) -> None:
         if self._open is not None:
             self._write("\n")
+            self._dangling = (self._open, self._open_text)
             self._open = None
 
     def _line(self, text: str, indent: str = "") -> None:
@@ -173,7 +177,8 @@ class Console:
     def _begin(self, key: str, text: str) -> None:
         self._close()
         self._write(clip(text, self.width))
-        self._open, self._rewritten = key, False
+        self._open, self._open_text, self._rewritten = key, text, False
+        self._dangling = None
 
     def _update(self, key: str, text: str) -> None:
         if self.live and self._open == key:
@@ -191,6 +196,8 @@ class Console:
             self._open = None
         else:
             self._line(full)
+        if self._dangling is not None and self._dangling[0] == key:
+            self._dangling = None
 
     def _paint(self, text: str, code: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
@@ -391,9 +398,14 @@ def _interrupted(c: Console, ev: dict[str, Any]) -> None:
 
 
 def _failed(c: Console, ev: dict[str, Any]) -> None:
-    if c._open is not None and c._open.startswith(("m:", "r:", "h:", "backup", "restore")):
+    steps = ("m:", "r:", "h:", "backup", "restore")
+    if c._open is not None and c._open.startswith(steps):
         c._write(" " + c._paint("failed", "31") + "\n")
         c._open = None
+    elif c._open is None and c._dangling is not None and c._dangling[0].startswith(steps):
+        # Another event (the schema recording after a failed apply) ended the line first.
+        c._write(clip(c._dangling[1], c.width) + " " + c._paint("failed", "31") + "\n")
+    c._dangling = None
     c._close()
     c._write("\n")
     for line in error_block(ev, c.width, paint=c._paint):

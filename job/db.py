@@ -8,6 +8,7 @@ outage (NOTES §4).
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -132,6 +133,46 @@ def connect(params: ConnParams, *, autocommit: bool = False, connect_timeout: fl
     kwargs.setdefault("application_name", f"{APPLICATION_NAME} {purpose}")
     kwargs["connect_timeout"] = str(max(2, int(connect_timeout)))
     return psycopg.connect(autocommit=autocommit, **kwargs)
+
+
+class Prefetch:
+    """A connection being opened on a thread while this one does something else (connecting
+    is a few round trips and the password exchange: ~7 ms on a local server, more over a
+    network). ``take()`` waits for it and returns it, or raises what connecting raised;
+    ``discard()`` closes it if nobody took it."""
+
+    def __init__(self, params: ConnParams, *, autocommit: bool, purpose: str) -> None:
+        import threading
+
+        self._conn: psycopg.Connection[Any] | None = None
+        self._error: BaseException | None = None
+        self._taken = False
+
+        def run() -> None:
+            try:
+                self._conn = connect(params, autocommit=autocommit, purpose=purpose)
+            except BaseException as exc:  # handed to whoever takes it
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name=f"connect-{purpose}", daemon=True)
+        self._thread.start()
+
+    def take(self) -> psycopg.Connection[Any]:
+        self._thread.join()
+        self._taken = True
+        if self._error is not None:
+            raise self._error
+        assert self._conn is not None
+        return self._conn
+
+    def discard(self) -> None:
+        if self._taken:
+            return
+        self._taken = True
+        self._thread.join(timeout=30)
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
 
 
 def wait_for_database(

@@ -1,13 +1,20 @@
-"""Reading migrations with yoyo's own reader, plus what yoyo lacks: content checksums and lines.
+"""Reading migrations the way yoyo 9 reads them, plus what yoyo lacks: content checksums and
+lines.
 
-yoyo parses the directives (``depends``, ``transactional``), pairs ``.rollback.sql`` files,
-finds ``post-apply*`` hooks and sorts by dependency. Its ``hash`` is only a hash of the file
-*name*, so we keep our own content checksum. A migration's SQL is parsed only when it is about
-to run (or be analysed), so a no-op deploy over hundreds of applied files stays cheap.
+The directory is read in one pass (which files are migrations, their ids, ``post-apply*``
+hooks, ``-- depends``/``-- transactional`` directives, dependency order: yoyo 9's rules,
+checked against yoyo's own code by tests/core/test_migration_reader.py) without importing yoyo:
+importing it costs 60 ms, and its reader splits SQL with sqlparse. yoyo's own ``Migration``
+objects are made only when a migration's yoyo steps are needed (Python migrations,
+non-transactional SQL, rollback scripts). yoyo's ``hash`` is only a hash of the file *name*,
+so we keep our own content checksum. Each file is read once; a migration's SQL is parsed
+(libpg_query, once, shared by the safety gate, the applier and ``plan``) only when it is about
+to run or be analysed, so a no-op deploy over hundreds of applied files stays cheap.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -73,11 +80,42 @@ class Migration:
     id: str
     path: str
     checksum: str
-    yoyo: Any = field(repr=False)
+    registry: _YoyoRegistry | None = field(default=None, repr=False)
     post_apply: bool = False
+    data: bytes | None = field(default=None, repr=False)  # the file as read (checksummed)
     _steps: list[Step] | None = field(default=None, repr=False)
     _header: Header | None = field(default=None, repr=False)
     _verify_steps: list[Step] | None = field(default=None, repr=False)
+    _exec_steps: list[Step] | None = field(default=None, repr=False)
+    _text: str | None = field(default=None, repr=False)
+    _parsed: Any = field(default=None, repr=False)
+    _verify_path: str | None | bool = field(default=False, repr=False)  # False: not looked yet
+
+    @property
+    def yoyo(self) -> Any:
+        """yoyo's own Migration object (made, with its siblings, on first use)."""
+        assert self.registry is not None
+        return self.registry.yoyo(self.id)
+
+    def text(self) -> str:
+        """The file's text, line ends as Python's text mode reads them."""
+        if self._text is None:
+            try:
+                data = self.data if self.data is not None else Path(self.path).read_bytes()
+                self._text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{self.path}: unreadable: {exc}", migration=self.id,
+                                  file=self.path) from None
+        return self._text
+
+    def parsed(self) -> Any:
+        """The file's statements by the real grammar (libpg_query), parsed once: the safety
+        gate, the applier and ``plan`` all read this (job.safety.parser.ParsedFile)."""
+        if self._parsed is None:
+            from job.safety.parser import parse_file
+
+            self._parsed = parse_file(self.text())
+        return self._parsed
 
     @property
     def hash(self) -> str:
@@ -90,8 +128,10 @@ class Migration:
     @property
     def verify_path(self) -> str | None:
         """``NNNN_name.verify.sql`` beside the migration, when there is one."""
-        path = os.path.splitext(self.path)[0] + VERIFY_SUFFIX
-        return path if os.path.isfile(path) else None
+        if self._verify_path is False:
+            path = os.path.splitext(self.path)[0] + VERIFY_SUFFIX
+            self._verify_path = path if os.path.isfile(path) else None
+        return self._verify_path  # type: ignore[return-value]
 
     def verify_steps(self) -> list[Step]:
         """The verify script's statements, run right after the migration's own (each query's
@@ -131,23 +171,32 @@ class Migration:
         Cheap: no statement splitting, so planning hundreds of migrations stays fast.
         """
         if self._header is None:
-            self._header = _read_header(self.path, self.id)
+            self._header = _read_header(self.text(), self.path, self.id)
         return self._header
 
     def exec_steps(self) -> list[Step]:
         """What the applier sends, one statement at a time so a failure names its statement.
 
-        Transactional SQL migrations are split by libpg_query (the real grammar, in C: much
-        faster than yoyo's sqlparse split, which stays in use for non-transactional migrations
-        and rollback pairing). If the grammar cannot split the body, it goes as one query and
-        the server's error position names the line."""
-        if self.is_sql and self.transactional:
-            h = self.header()
-            if not h.body.strip():
-                return []
-            return _split_statements(h.body, h.body_line) or [
-                Step(apply=h.body, rollback=None, line=h.body_line)]
-        return self.steps
+        Transactional SQL migrations are the statements of the shared parse (libpg_query:
+        the real grammar, in C; much faster than yoyo's sqlparse split, which stays in use for
+        non-transactional migrations and rollback pairing). If the grammar cannot parse the
+        file, its body goes as one query and the server's error position names the line."""
+        if self._exec_steps is None:
+            self._exec_steps = self._make_exec_steps()
+        return self._exec_steps
+
+    def _make_exec_steps(self) -> list[Step]:
+        if not (self.is_sql and self.transactional):
+            return self.steps
+        h = self.header()
+        if not h.body.strip():
+            return []
+        parsed = self.parsed()
+        if not parsed.problems:
+            return [Step(apply=st.text, rollback=None, line=st.line,
+                         single=_pipeline_safe(st.kind, st.node))
+                    for st in parsed.statements]
+        return [Step(apply=h.body, rollback=None, line=h.body_line)]
 
     def load(self) -> None:
         if self._steps is not None:
@@ -196,23 +245,42 @@ class MigrationSet:
         return {m.id: m for m in self.migrations}
 
     def in_dependency_order(self, subset: Iterable[Migration]) -> list[Migration]:
-        from yoyo.topologicalsort import CycleError, topological_sort
+        """``subset`` in the order yoyo applies it: at each step the first migration (in the
+        order given) whose dependencies within the subset are all placed."""
+        import heapq
 
         items = list(subset)
         known = {m.id for m in self.migrations}
-        chosen = {m.id: m for m in items}
-        graph: dict[Migration, list[Migration]] = {}
-        for m in items:
+        index = {m.id: i for i, m in enumerate(items)}
+        waiting_on: dict[int, int] = {}  # item -> how many of its dependencies are unplaced
+        dependents: dict[int, list[int]] = {}
+        for i, m in enumerate(items):
             missing = sorted(d for d in m.depends if d not in known)
             if missing:
                 raise ConfigError(f"{m.path}: depends on unknown migration(s): "
                                   f"{', '.join(missing)}", migration=m.id, file=m.path)
-            graph[m] = [chosen[d] for d in m.depends if d in chosen]
-        try:
-            return list(topological_sort(items, graph))
-        except CycleError as exc:
-            names = ", ".join(f"{m.id} ({m.path})" for m in exc.args[1])
-            raise ConfigError(f"dependency cycle among migrations: {names}") from None
+            deps = {index[d] for d in m.depends if d in index and index[d] != i}
+            if any(index.get(d) == i for d in m.depends):
+                deps.add(i)  # depends on itself: a cycle of one
+            waiting_on[i] = len(deps)
+            for d in deps:
+                dependents.setdefault(d, []).append(i)
+        ready = [i for i, n in waiting_on.items() if n == 0]
+        heapq.heapify(ready)
+        out: list[Migration] = []
+        while ready:
+            i = heapq.heappop(ready)
+            out.append(items[i])
+            for j in dependents.get(i, ()):
+                waiting_on[j] -= 1
+                if waiting_on[j] == 0:
+                    heapq.heappush(ready, j)
+        if len(out) < len(items):
+            placed = {id(m) for m in out}
+            stuck = [m for m in items if id(m) not in placed]
+            names = ", ".join(f"{m.id} ({m.path})" for m in stuck)
+            raise ConfigError(f"dependency cycle among migrations: {names}")
+        return out
 
 
 def read(directory: str) -> MigrationSet:
@@ -223,22 +291,49 @@ def read(directory: str) -> MigrationSet:
                           "directory (MIGRATE_MIGRATIONS_DIR)")
     if not os.access(path, os.R_OK | os.X_OK):
         raise ConfigError(f"migrations directory {directory!r} is not readable")
-    _check_entries(path)
-    _check_duplicate_ids(path)
-
-    from yoyo import exceptions as yoyo_exceptions
-    from yoyo import read_migrations
-
-    try:
-        found = read_migrations(str(path))
-    except yoyo_exceptions.MigrationConflict as exc:
-        raise ConfigError(f"{directory}: duplicate migration id {exc.args[0]!r}") from None
-    migrations = [_wrap(m, post_apply=False) for m in found
-                  if not m.path.endswith(VERIFY_SUFFIX)]
-    hooks = [_wrap(m, post_apply=True) for m in found.post_apply
-             if not m.path.endswith(VERIFY_SUFFIX)]
+    contents = _check_entries(path)
+    _check_duplicate_ids(path, contents)
+    registry = _YoyoRegistry(str(path))
+    migrations: list[Migration] = []
+    hooks: list[Migration] = []
+    # yoyo 9's reader: regular files (symbolic links followed) named *.sql or *.py, but not
+    # *.rollback.sql nor its drafts, in name order; the id is the name without its extension.
+    for name in sorted(contents):
+        full = os.path.join(str(path), name)
+        if name.endswith((".rollback.sql", VERIFY_SUFFIX)):
+            continue
+        mid = os.path.splitext(name)[0]
+        data = contents[name]
+        m = Migration(mid, full, content_checksum(data), registry,
+                      post_apply=mid.startswith("post-apply"), data=data)
+        registry.add(m)
+        (hooks if m.post_apply else migrations).append(m)
     _check_verify_scripts(path, migrations)
     return MigrationSet(str(path), migrations, hooks)
+
+
+class _YoyoRegistry:
+    """yoyo's Migration objects of one directory, made together on first use: yoyo resolves
+    ``depends`` among the objects it has made, so one of them alone would not load."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.ours: list[Migration] = []
+        self._made: dict[str, Any] | None = None
+
+    def add(self, m: Migration) -> None:
+        self.ours.append(m)
+
+    def yoyo(self, mid: str) -> Any:
+        if self._made is None:
+            from yoyo.migrations import Migration as YoyoMigration
+            from yoyo.migrations import PostApplyHookMigration
+
+            self._made = {}
+            for m in self.ours:
+                cls = PostApplyHookMigration if m.post_apply else YoyoMigration
+                self._made[m.id] = cls(m.id, m.path, source_dir=self.directory)
+        return self._made[mid]
 
 
 def _check_verify_scripts(path: Path, migrations: list[Migration]) -> None:
@@ -260,7 +355,7 @@ def _read_verify(path: str, mid: str) -> list[Step]:
         raise ConfigError(f"{path}: unreadable: {exc}", migration=mid, file=path) from None
     if not text.strip():
         return []
-    steps = _split_statements(text, 1)
+    steps = _statements(text, 1)
     if steps is None:  # the grammar could not split it: one query, the server says where
         steps = [Step(apply=text, rollback=None, line=1)]
     for step in steps:
@@ -272,8 +367,9 @@ def _read_verify(path: str, mid: str) -> list[Step]:
 _YOYO_DRAFT_PREFIX = "_tmp_yoyonew"
 
 
-def _check_entries(path: Path) -> None:
+def _check_entries(path: Path) -> dict[str, bytes]:
     """Every entry named like a migration is a readable regular file, or the run stops.
+    Returns the contents of those files by name (each file is read once, here).
 
     yoyo's reader keeps only ``is_file()`` entries, so a dangling symlink, a symlink loop or a
     directory named ``0005_x.sql`` would silently vanish from the plan ("nothing pending").
@@ -281,11 +377,17 @@ def _check_entries(path: Path) -> None:
     import errno
     import stat
 
+    contents: dict[str, bytes] = {}
     for entry in sorted(os.scandir(path), key=lambda e: e.name):
         name = entry.name
-        if os.path.splitext(name)[1] not in {".sql", ".py"}:
+        if Path(name).suffix not in {".sql", ".py"}:
             continue
-        if name.startswith((_YOYO_DRAFT_PREFIX, ".#")):  # yoyo drafts, editor lock links
+        if name.startswith(_YOYO_DRAFT_PREFIX):  # yoyo's drafts, skipped by its reader
+            continue
+        if name.startswith(".#"):  # editor lock links: read only if a real file
+            if os.path.isfile(os.path.join(str(path), name)):
+                with contextlib.suppress(OSError):
+                    contents[name] = Path(path, name).read_bytes()
             continue
         where = os.path.join(str(path), name)
         try:
@@ -307,35 +409,27 @@ def _check_entries(path: Path) -> None:
             raise ConfigError(f"{where}: not a regular file (a FIFO, socket or device); "
                               "migrations must be files", file=where)
         try:
-            with open(where, "rb"):
-                pass
+            with open(where, "rb") as f:
+                contents[name] = f.read()
         except OSError as exc:
             raise ConfigError(f"{where}: unreadable: {exc.strerror or exc}", file=where) from None
+    return contents
 
 
-def _wrap(y: Any, post_apply: bool) -> Migration:
-    try:
-        data = Path(y.path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{y.path}: unreadable: {exc.strerror}", file=y.path) from None
-    return Migration(y.id, y.path, content_checksum(data), y, post_apply)
-
-
-def _check_duplicate_ids(path: Path) -> None:
+def _check_duplicate_ids(path: Path, names: Iterable[str]) -> None:
+    """``names``: the migration-like files of the directory (regular files, read already)."""
     seen: dict[str, str] = {}
-    for entry in sorted(path.iterdir()):
-        name = entry.name
-        if name.endswith((".rollback.sql", VERIFY_SUFFIX)) or entry.suffix not in {".sql", ".py"}:
+    for name in sorted(names):
+        if name.endswith((".rollback.sql", VERIFY_SUFFIX)):
             continue
-        if not entry.is_file():
-            continue
-        stem = entry.stem
+        stem = os.path.splitext(name)[0]
+        entry = os.path.join(str(path), name)
         if stem in seen:
             raise ConfigError(
                 f"duplicate migration id {stem!r}: {seen[stem]} and {entry} (ids are file names "
                 "without the extension and must be unique)"
             )
-        seen[stem] = str(entry)
+        seen[stem] = entry
 
 
 def _flatten(steps: Sequence[Any]) -> Iterable[Step]:
@@ -397,39 +491,25 @@ def line_of_error(step: Step, position: int | None) -> int | None:
     return step.line + step.apply.count("\n", 0, max(0, position - 1))
 
 
-def _split_statements(body: str, first_line: int) -> list[Step] | None:
-    import importlib
+def _pipeline_safe(kind: str, node: dict[str, Any]) -> bool:
+    """One statement the applier may pipeline: anything but COPY from the client or to it
+    (its data would have to travel on the same connection)."""
+    return not (kind == "CopyStmt" and not node.get("filename") and not node.get("is_program"))
 
-    try:
-        # importlib: postgast 0.2 ships a .pyi that mypy cannot parse.
-        split = importlib.import_module("postgast").split
-    except ImportError:
+
+def _statements(text: str, first_line: int) -> list[Step] | None:
+    """``text``'s statements by the grammar (libpg_query), or None when it cannot parse it."""
+    from job.safety.parser import parse_file
+
+    parsed = parse_file(text)
+    if parsed.problems:
         return None
-    try:
-        parts = split(body, method="parser")
-    except Exception:  # unparsable: let the server say where
-        return None
-    steps: list[Step] = []
-    cursor = 0
-    for part in parts:
-        text = part.strip()
-        idx = body.find(text, cursor)
-        if not text or idx < 0:
-            return None
-        cursor = idx + len(text)
-        steps.append(Step(apply=text, rollback=None, single=True,
-                          line=first_line + body.count("\n", 0, idx)))
-    return steps
+    return [Step(apply=st.text, rollback=None, single=_pipeline_safe(st.kind, st.node),
+                 line=first_line - 1 + st.line) for st in parsed.statements]
 
 
-def _read_header(path: str, mid: str) -> Header:
-    from yoyo.migrations import parse_metadata_from_sql_comments
-
-    try:
-        text = Path(path).read_text(encoding="utf-8").replace("\r\n", "\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: unreadable: {exc}", migration=mid, file=path) from None
-    directives, _, body = parse_metadata_from_sql_comments(text)
+def _read_header(text: str, path: str, mid: str) -> Header:
+    directives, body = parse_directives(text)
     flag = directives.get("transactional", "true").strip().lower()
     if flag not in {"true", "false"}:
         raise ConfigError(f"{path}: '-- transactional: {flag}' must be true or false",
@@ -437,6 +517,26 @@ def _read_header(path: str, mid: str) -> Header:
     body_line = text.count("\n") - body.count("\n") + 1
     return Header(tuple(directives.get("depends", "").split()), flag == "true", body, body_line,
                   _read_phase(text, path, mid))
+
+
+# yoyo 9's directives: `-- depends: ...` and `-- transactional: ...` lines in the leading block
+# of comments and empty lines; a repeated directive adds to the first (space-separated).
+_YOYO_DIRECTIVE = re.compile(r"^\s*--\s*(transactional|depends)\s*:\s*(.*)$")
+
+
+def parse_directives(text: str) -> tuple[dict[str, str], str]:
+    """(directives, body): what yoyo's ``parse_metadata_from_sql_comments`` returns for a
+    file's text (line ends already ``\\n``), without its leading comments."""
+    directives: dict[str, str] = {}
+    lines = text.split("\n")
+    for n, line in enumerate(lines):
+        m = _YOYO_DIRECTIVE.match(line)
+        if m:
+            key, value = m.groups()
+            directives[key] = f"{directives[key]} {value}" if key in directives else value
+        elif not _COMMENT_OR_EMPTY.match(line):
+            return directives, "\n".join(lines[n:])
+    return directives, ""
 
 
 _PHASE_DIRECTIVE = re.compile(r"^\s*--\s*phase\s*:\s*(.*?)\s*$", re.IGNORECASE)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +77,7 @@ class Plan:
 def run(ctx: Context) -> None:
     settings, log = ctx.settings, ctx.log
     found = migrations.read(settings.migrations_dir)
+    ctx.prefetch("yoyo-lock")  # opens alongside the lock's own session
     conn = ctx.connect_admin()
     ctx.take_lock()  # and the environment check (runtime.Context.take_lock)
     with ctx.lock_mutex:
@@ -98,7 +100,8 @@ def run(ctx: Context) -> None:
                  count=len(plan.integrity.unverified),
                  reason="applied without a content checksum (e.g. by the yoyo CLI); "
                         "recording the current file's checksum")
-    check_schema(ctx, plan)
+    parsing = _parse_ahead(plan.pending)
+    check_schema(ctx, reapplied=[m.id for m in plan.integrity.reapplied])
     for row in plan.state.applied:
         log.debug("migration.skipped", migration=row.id, reason="already applied")
     _log_deferred(ctx, plan)
@@ -108,11 +111,36 @@ def run(ctx: Context) -> None:
         return
     log.info("run.plan", pending=[m.id for m in plan.pending][:50], count=len(plan.pending),
              phase=plan.phase)
+    if parsing is not None:
+        parsing.join()
+    ctx.prefetch("migrate")  # the migrations' session opens while the gate runs
     safety_gate(ctx, plan, conn)
     take_backup_if_configured(ctx, plan, conn)
     apply(ctx, plan)
     verify(ctx, found, plan)
     check_invalid_indexes(ctx, conn, found)
+
+
+def _parse_ahead(pending: list[Migration]) -> threading.Thread | None:
+    """Parse the pending migrations (and load the safety rules) on a second thread while this
+    one waits for the server (the schema drift check): libpg_query runs without the GIL.
+    Whatever it did not get to, or failed on, the gate parses itself and reports."""
+    todo = [m for m in pending if m.is_sql]
+    if not todo:
+        return None
+
+    def parse() -> None:
+        try:
+            import job.safety.engine  # noqa: F401  (the rules, for the gate)
+
+            for m in todo:
+                m.parsed()
+        except Exception:  # noqa: S110 - the gate parses again and says what is wrong
+            pass
+
+    thread = threading.Thread(target=parse, name="parse-ahead", daemon=True)
+    thread.start()
+    return thread
 
 
 def _log_deferred(ctx: Context, plan: Plan) -> None:
@@ -156,25 +184,29 @@ def refuse_on_integrity(ctx: Context, plan: Plan) -> None:
                         message=message)
 
 
-def check_schema(ctx: Context, plan: Plan) -> None:
-    """Schema drift since the last recording: exit 5, or a warning (MIGRATE_ON_SCHEMA_DRIFT)."""
+def check_schema(ctx: Context, reapplied: list[str] | None = None) -> None:
+    """Schema drift since the last recording: exit 5, or a warning (MIGRATE_ON_SCHEMA_DRIFT).
+    ``reapplied``: migrations the yoyo CLI applied again (re-adopted): not drift."""
     from job import drift
 
     assert ctx.lock_conn is not None
     with ctx.lock_mutex:
         verdict = drift.check(ctx.lock_conn, ctx.settings, ctx.log, command=ctx.command,
-                              run_id=ctx.run_id,
-                              reapplied=[m.id for m in plan.integrity.reapplied])
+                              run_id=ctx.run_id, reapplied=reapplied)
     if verdict.changes and verdict.state != "clean":
         ctx.summary.extra["schema_drift"] = verdict.texts(limit=10)
 
 
 def record_schema(ctx: Context, reason: str) -> None:
-    """After the schema changed, under the lock; never masks the error that ended a run."""
+    """After the schema changed, under the lock; never masks the error that ended a run.
+    The catalog is read on the migrations' own session when it is idle (warm caches)."""
     from job import drift
 
+    mig = ctx.mig_conn
+    idle = mig is not None and not mig.closed and mig.info.transaction_status == 0
     with ctx.lock_mutex:
-        drift.record_quietly(ctx.lock_conn, ctx.settings, ctx.log, reason, run_id=ctx.run_id)
+        drift.record_quietly(ctx.lock_conn, ctx.settings, ctx.log, reason, run_id=ctx.run_id,
+                             read_conn=mig if idle else None)
 
 
 def safety_gate(ctx: Context, plan: Plan, conn: psycopg.Connection[Any]) -> None:
@@ -382,9 +414,15 @@ def plan_command(ctx: Context, fmt: str, verbose: bool = False) -> None:
         plan = make_plan(conn, found)
         ctx.summary.pending = [m.id for m in plan.pending]
         plan.select_phase(ctx.settings.phase)
+        parsing = _parse_ahead(plan.pending)
         env = envguard.inspect(conn, ctx.settings)
-        safety = evaluate(ctx.settings, plan.pending, conn, ctx.log)
+    # While the second thread parses (the catalog read sets its own search_path, so it runs
+    # in a transaction of its own).
     schema = drift.inspect(conn, ctx.settings)
+    with conn.transaction():
+        if parsing is not None:
+            parsing.join()
+        safety = evaluate(ctx.settings, plan.pending, conn, ctx.log)
     data = plan.as_dict(safety.pop("statements_by_migration", None))
     data.update(views.plan_extras(ctx.settings, ctx.summary.database))
     for entry, m in zip(data["pending"], plan.pending, strict=True):

@@ -59,6 +59,8 @@ class Context:
     yoyo_guard: YoyoWaiterGuard | None = None
     mig_conn: psycopg.Connection[Any] | None = None
     lock_mutex: threading.Lock = field(default_factory=threading.Lock)
+    # Connections being opened ahead of use (db.Prefetch), closed by close() if never taken.
+    prefetched: dict[str, db.Prefetch] = field(default_factory=dict)
     _get_params: Callable[[bool], db.ConnParams] | None = None
 
     # -- connections ---------------------------------------------------------------------------
@@ -88,14 +90,14 @@ class Context:
 
         assert self.lock_conn is not None
         deadline = time.monotonic() + self.settings.lock_wait
+        if yoyo:  # its session opens while ours takes the advisory lock (if not already)
+            self.prefetch("yoyo-lock")
         self.lock = MigrationLock(self.lock_conn, self.log)
         self.lock.acquire(self.settings.lock_wait)
         if yoyo:
             lock = self.lock
-            self.yoyo_lock = YoyoLock(
-                lambda: db.connect(self.get_params(False), autocommit=False,
-                                   purpose="yoyo-lock"), self.log,
-                on_connect=lock.check_not_shared_with)
+            self.yoyo_lock = YoyoLock(lambda: self.connection("yoyo-lock"), self.log,
+                                      on_connect=lock.check_not_shared_with)
             self.yoyo_lock.acquire(deadline)
         self.log.info("lock.held", key=self.lock.key, schema=self.lock.schema,
                       yoyo_lock=bool(self.yoyo_lock and self.yoyo_lock.held))
@@ -116,12 +118,30 @@ class Context:
         if name:
             self.summary.extra["environment"] = name
 
+    def prefetch(self, purpose: str) -> None:
+        """Start opening the ``purpose`` connection now (migrate, yoyo-lock), for later."""
+        if purpose not in self.prefetched:
+            self.prefetched[purpose] = db.Prefetch(
+                self.get_params(False), autocommit=False, purpose=purpose)
+
+    def connection(self, purpose: str) -> psycopg.Connection[Any]:
+        """The prefetched ``purpose`` connection, or a new one."""
+        import psycopg
+
+        ahead = self.prefetched.pop(purpose, None)
+        if ahead is not None:
+            try:
+                return ahead.take()
+            except psycopg.OperationalError:
+                pass  # opened too early (the server was still starting): once more, now
+        return db.connect(self.get_params(False), autocommit=False, purpose=purpose)
+
     def connect_migration(self) -> psycopg.Connection[Any]:
         """The one connection all migration statements of this run use."""
         import psycopg
 
         try:
-            conn = db.connect(self.get_params(False), autocommit=False, purpose="migrate")
+            conn = self.connection("migrate")
         except psycopg.OperationalError:
             # Rotated between the two connections: the waiting logic re-fetches once.
             conn, _ = db.wait_for_database(self.get_params, self.settings, self.log,
@@ -141,6 +161,9 @@ class Context:
         return conn
 
     def close(self) -> None:
+        for ahead in self.prefetched.values():
+            ahead.discard()
+        self.prefetched.clear()
         if self.yoyo_guard is not None:
             self.yoyo_guard.stop()
             self.yoyo_guard = None

@@ -46,8 +46,9 @@ def evaluate(settings: Settings, pending: Sequence[Migration],
     for m in pending:
         if not m.path.endswith(".sql"):
             continue
-        files.append(safety.SqlFile(id=m.id, path=m.path, text=read(m.path, m.id),
-                                    transactional=m.transactional))
+        # The migration's own text and parse: the applier and `plan` use the same ones.
+        files.append(safety.SqlFile(id=m.id, path=m.path, text=m.text(),
+                                    transactional=m.transactional, parsed=m.parsed()))
         if m.verify_path:  # read-only or refused (VF01); it runs inside a transaction
             files.append(safety.SqlFile(id=f"{m.id}.verify", path=m.verify_path,
                                         text=read(m.verify_path, m.id), transactional=True))

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 YOYO_SCHEMA_VERSION = 2
 
-CREATE_SQL = """
+_CREATE_SQL = """
 CREATE TABLE IF NOT EXISTS _yoyo_migration (
     migration_hash VARCHAR(64) NOT NULL PRIMARY KEY,
     migration_id VARCHAR(255),
@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS _migrate_job_run (
     hostname TEXT,
     job_version TEXT,
     image TEXT,
-    duration_ms INTEGER
+    duration_ms INTEGER{run_columns}
 );
 """
 
@@ -89,9 +89,11 @@ INSERT INTO _migrate_job_migration (migration_id, checksum, checksum_algorithm, 
                                     recorded_by, how, job_version, duration_ms)
 VALUES (%(id)s, %(checksum)s, %(algorithm)s, %(now)s, %(user)s, %(how)s, %(version)s,
         -- Measured by the server when the client could not (pipelined): since the marker
-        -- set by STARTED_SQL at the start of this migration.
-        COALESCE(%(duration_ms)s, (extract(epoch FROM clock_timestamp() - nullif(
-            current_setting('migrate_job.started_at', true), '')::timestamptz) * 1000)::int))
+        -- set by STARTED_SQL at the start of this migration when a transaction holds several,
+        -- else since the transaction began.
+        COALESCE(%(duration_ms)s, (extract(epoch FROM clock_timestamp() - coalesce(nullif(
+            current_setting('migrate_job.started_at', true), '')::timestamptz, now()))
+            * 1000)::int))
 ON CONFLICT (migration_id) DO UPDATE SET
     checksum = EXCLUDED.checksum, checksum_algorithm = EXCLUDED.checksum_algorithm,
     recorded_at_utc = EXCLUDED.recorded_at_utc, recorded_by = EXCLUDED.recorded_by,
@@ -118,6 +120,31 @@ INSERT INTO _yoyo_log (id, migration_hash, migration_id, operation, username, ho
                        created_at_utc)
 VALUES (%(log_id)s, %(hash)s, %(id)s, %(operation)s, %(user)s, %(host)s, %(comment)s, %(now)s)
 """
+
+
+# RECORD_SQL's parameters in the order ``positional`` numbers them ($1, $2, ...).
+RECORD_FIELDS = ("hash", "id", "now", "log_id", "operation", "user", "host", "comment",
+                 "checksum", "algorithm", "how", "version", "duration_ms")
+
+
+def positional(sql: str, fields: Sequence[str]) -> bytes:
+    """``%(name)s`` placeholders as ``$n``, for a statement sent through libpq directly."""
+    for i, name in enumerate(fields, start=1):
+        sql = sql.replace(f"%({name})s", f"${i}")
+    assert "%(" not in sql, sql
+    return sql.encode()
+
+
+def record_values(settings: Settings, m: Any, *, operation: str, how: str,
+                  duration_ms: int | None = None) -> list[bytes | None]:
+    """``record_params`` as the text values of ``positional(RECORD_SQL, RECORD_FIELDS)``."""
+    p = record_params(settings, m, operation=operation, how=how, duration_ms=duration_ms)
+    out: list[bytes | None] = []
+    for name in RECORD_FIELDS:
+        v = p[name]
+        out.append(None if v is None else (v.isoformat() if isinstance(v, datetime)
+                                           else str(v)).encode())
+    return out
 
 
 def now_utc() -> datetime:
@@ -325,6 +352,11 @@ RUN_COLUMNS = {
     "undoes": "UUID",  # the run an undo reverted
     "message": "TEXT",  # why it failed, shortened
 }
+
+
+# A new database gets every run-history column at once (no ALTER TABLE transaction after it).
+CREATE_SQL = _CREATE_SQL.format(run_columns="".join(
+    f",\n    {name} {kind}" for name, kind in RUN_COLUMNS.items()))
 
 
 def ensure_run_columns(conn: psycopg.Connection[Any]) -> None:

@@ -90,6 +90,9 @@ def _plan_text(data: dict[str, Any], *, verbose: bool, width: int) -> str:
     safety = data.get("safety") or {}
     findings = safety.get("findings", [])
     blocking = {_key(f) for f in safety.get("blocking", [])}
+    by_migration: dict[Any, list[Mapping[str, Any]]] = {}
+    for f in findings:  # once, not once per pending migration
+        by_migration.setdefault(f.get("migration"), []).append(f)
     pending = data.get("pending", [])
     lines = [
         f"plan for    {data.get('database') or '-'}",
@@ -113,7 +116,8 @@ def _plan_text(data: dict[str, Any], *, verbose: bool, width: int) -> str:
             lines.append(f"  verify    {p['verify']} (runs right after, in its transaction)")
         for st in p.get("sql") or []:
             lines += _statement_lines(st, verbose, width)
-        mine = [f for f in findings if f.get("migration") in (p["id"], f"{p['id']}.verify")]
+        # The gate orders findings by file: a migration's, then its verify script's.
+        mine = [*by_migration.get(p["id"], []), *by_migration.get(f"{p['id']}.verify", [])]
         for f in mine:
             lines += _finding_lines(f, _key(f) in blocking, width)
     if data.get("post_apply") and pending:

@@ -21,6 +21,7 @@ deploy (NOTES §5).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -108,8 +109,11 @@ def take(conn: psycopg.Connection[Any], settings: Settings,
                     time.monotonic() - started)
 
 
-def inspect(conn: psycopg.Connection[Any], settings: Settings) -> Verdict:
-    """Compare the database with its record, changing nothing (status, plan, and check)."""
+def inspect(conn: psycopg.Connection[Any], settings: Settings,
+            reapplied: list[str] | None = None) -> Verdict:
+    """Compare the database with its record, changing nothing (status, plan, and check).
+    ``reapplied``: migrations the yoyo CLI applied again since we recorded them (their
+    changes are a tool's, not drift)."""
     from job.drift import catalog, store
 
     # The stored description (hundreds of KiB for a large schema) is fetched only when the
@@ -127,6 +131,9 @@ def inspect(conn: psycopg.Connection[Any], settings: Settings) -> Verdict:
                      f"PostgreSQL {snap.server_major} (catalog deparsing may differ)")
     if recorded.in_flight:
         stale.append(f"a run did not finish recording: {recorded.in_flight}")
+    if reapplied:
+        stale.append(f"the yoyo CLI applied {_few(sorted(reapplied))} again since the "
+                     "recording")
     applied = store.applied_ids(conn)
     if sorted(recorded.migrations) != applied:
         added = sorted(set(applied) - set(recorded.migrations))
@@ -149,7 +156,7 @@ def inspect(conn: psycopg.Connection[Any], settings: Settings) -> Verdict:
 
 def check(conn: psycopg.Connection[Any], settings: Settings, log: Any, *,
           command: str = "run", run_id: str | None = None,
-          reapplied: Sequence[str] = ()) -> Verdict:
+          reapplied: Sequence[str] | None = None) -> Verdict:
     """Before a command changes the schema (under the lock): refuse on drift (exit 5), or with
     MIGRATE_ON_SCHEMA_DRIFT=warn log it and record the schema as it is; record a first
     fingerprint, or re-record a stale one, without refusing. ``reapplied``: migrations the
@@ -158,11 +165,7 @@ def check(conn: psycopg.Connection[Any], settings: Settings, log: Any, *,
     from job.drift import store
 
     store.ensure(conn)
-    verdict = inspect(conn, settings)
-    if verdict.state == "drift" and reapplied:
-        verdict.state = "stale"
-        verdict.stale_reasons.append(
-            f"the yoyo CLI re-applied {_few(list(reapplied))} after it was recorded")
+    verdict = inspect(conn, settings, list(reapplied or []))
     snap = verdict.snapshot
     assert snap is not None
     fields = {"schemas": snap.schemas, "read_s": round(snap.seconds, 3)}
@@ -206,15 +209,33 @@ def check(conn: psycopg.Connection[Any], settings: Settings, log: Any, *,
 
 
 def record(conn: psycopg.Connection[Any], settings: Settings, log: Any, reason: str, *,
-           run_id: str | None = None) -> list[Change]:
+           run_id: str | None = None, read_conn: psycopg.Connection[Any] | None = None
+           ) -> list[Change]:
     """Record the current schema as the expected one, after a command changed it (under the
     lock). Writes a row only when something differs from the newest one; returns (and logs)
-    what the new record differs in from the previous one."""
+    what the new record differs in from the previous one.
+
+    ``read_conn``: an idle session to read the catalog on instead of ``conn``, e.g. the one
+    that just ran the migrations: its catalog caches already hold the objects they created,
+    where a session that never touched them pays for loading each (measured: 500 new tables
+    read in 0.075 s by the lock's session, 0.03 s by the migrations' own)."""
     from job.drift import store
 
     store.ensure(conn)
     previous = store.latest(conn, with_description=False)
-    snap = take(conn, settings)
+    snap = None
+    if read_conn is not None:
+        schemas = managed_schemas(conn, settings)  # as the lock's session sees them
+        try:
+            snap = take(read_conn, settings, schemas)
+        except Exception:
+            snap = None  # that session went (a lost connection): read on ours
+        finally:
+            with contextlib.suppress(Exception):
+                if not read_conn.autocommit:
+                    read_conn.rollback()  # end the read's transaction, change nothing
+    if snap is None:
+        snap = take(conn, settings)
     applied = store.applied_ids(conn)
     if (previous is not None and previous.fingerprint == snap.digest
             and sorted(previous.migrations) == applied and not previous.in_flight
@@ -230,14 +251,15 @@ def record(conn: psycopg.Connection[Any], settings: Settings, log: Any, reason: 
 
 
 def record_quietly(conn: psycopg.Connection[Any] | None, settings: Settings, log: Any,
-                   reason: str, *, run_id: str | None = None) -> bool:
+                   reason: str, *, run_id: str | None = None,
+                   read_conn: psycopg.Connection[Any] | None = None) -> bool:
     """``record`` for failure paths: never raises (the original error is what matters); a
     record that could not be written leaves the in-flight note, so the next run re-records
     with a warning instead of reporting the job's own changes as drift."""
     if conn is None or conn.closed:
         return False
     try:
-        record(conn, settings, log, reason, run_id=run_id)
+        record(conn, settings, log, reason, run_id=run_id, read_conn=read_conn)
         return True
     except Exception as exc:
         from job import redact

@@ -233,8 +233,18 @@ def _read(conn: psycopg.Connection[Any], schemas: list[str]) -> Description:
     def put(schema: str, key: str, attrs: dict[str, Any]) -> None:
         out.setdefault(schema, {})[key] = {k: v for k, v in attrs.items() if v is not None}
 
+    # Every query in one round trip (a pipeline): the server runs them back to back.
+    body_sql = _SQL_BODY if conn.info.server_version >= 140000 else "p.prosrc"
+    routines_sql = _ROUTINES_SQL.format(body=body_sql)
+    queries = (_SCHEMAS_SQL, _RELATIONS_SQL, _COLUMNS_SQL, _CONSTRAINTS_SQL, _INDEXES_SQL,
+               _TRIGGERS_SQL, _POLICIES_SQL, _SEQUENCES_SQL, routines_sql, _TYPES_SQL,
+               _EXTENSIONS_SQL)
+    with conn.pipeline():
+        cursors = [conn.cursor().execute(sql, params) for sql in queries]
+    answers = {sql: cur.fetchall() for sql, cur in zip(queries, cursors, strict=True)}
+
     def rows(sql: str) -> list[tuple[Any, ...]]:
-        return conn.execute(sql, params).fetchall()
+        return answers[sql]
 
     for (schema,) in rows(_SCHEMAS_SQL):
         put(schema, f"schema {schema}", {})
@@ -289,10 +299,9 @@ def _read(conn: psycopg.Connection[Any], schemas: list[str]) -> Description:
             "max": maximum, "cache": cache, "cycle": True if cycle else None,
             "unlogged": True if persistence == "u" else None, "owned by": owned_by,
         })
-    body_sql = _SQL_BODY if conn.info.server_version >= 140000 else "p.prosrc"
     for (schema, name, identity, kind, arguments, result, language, volatility, strict,
          secdef, leakproof, parallel, cost, rows_, config, retset, body, binary,
-         aggregate) in rows(_ROUTINES_SQL.format(body=body_sql)):
+         aggregate) in rows(routines_sql):
         put(schema, f"{_PROKIND.get(kind, kind)} {schema}.{name}({identity})", {
             "arguments": arguments,
             "returns": result,

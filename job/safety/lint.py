@@ -54,6 +54,8 @@ def migration_files(paths: Sequence[str], assume_applied: str | None = None) -> 
                 if not m.is_sql:
                     continue
                 target.append(_read(m.path, m.id, modes[m.id]))
+                if m.verify_path:  # as the gate reads it in `run`: inside the transaction
+                    target.append(_read(m.verify_path, f"{m.id}.verify", True))
                 if os.path.exists(m.rollback_path):
                     target.append(_read(m.rollback_path, m.id, modes[m.id], rollback=True))
                 if m.verify_path:  # runs inside the migration's transaction

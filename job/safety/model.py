@@ -27,6 +27,9 @@ class SqlFile:
     text: str  # full file text (directives included)
     transactional: bool  # False when '-- transactional: false' (a rollback: its up file's mode)
     rollback: bool = False  # a *.rollback.sql script (run by `rollback`, in the up's mode)
+    # The text already parsed (parser.ParsedFile), when the caller has it: `run` parses each
+    # migration once and shares it with the applier and `plan`.
+    parsed: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
