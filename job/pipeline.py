@@ -107,7 +107,8 @@ def run(ctx: Context) -> None:
     _log_deferred(ctx, plan)
     if not plan.pending:
         log.info("run.nothing_pending", applied=len(plan.state.applied), phase=plan.phase)
-        check_invalid_indexes(ctx, conn, found)
+        # Nothing was applied since the plan read the state, under the lock: reuse it.
+        check_invalid_indexes(ctx, conn, found, plan.state)
         return
     log.info("run.plan", pending=[m.id for m in plan.pending][:50], count=len(plan.pending),
              phase=plan.phase)
@@ -311,10 +312,11 @@ def invalid_indexes(conn: psycopg.Connection[Any], found: MigrationSet,
 
 
 def check_invalid_indexes(ctx: Context, conn: psycopg.Connection[Any],
-                          found: MigrationSet) -> None:
+                          found: MigrationSet, state: tracking.State | None = None) -> None:
     """A recorded migration whose index is INVALID is not success (exit 9, CONTRACT)."""
     with ctx.lock_mutex:
-        state = tracking.read_state(conn)
+        if state is None:
+            state = tracking.read_state(conn)
         found_invalid = invalid_indexes(conn, found, state.ids())
     if not found_invalid:
         return
