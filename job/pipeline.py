@@ -78,7 +78,14 @@ def run(ctx: Context) -> None:
     settings, log = ctx.settings, ctx.log
     found = migrations.read(settings.migrations_dir)
     ctx.prefetch("yoyo-lock")  # opens alongside the lock's own session
+    # The migrations' session opens now too: the schema check reads half of the catalog on it
+    # (check_schema), then the apply uses it.
+    ctx.prefetch("migrate")
     conn = ctx.connect_admin()
+    # Parsing starts before the lock, on what is pending now (a read, no lock needed): the
+    # second thread gets the lock's and the plan's round trips as a head start. The gate
+    # parses whatever the plan under the lock adds.
+    parsing = _parse_ahead(_pending_now(conn, found))
     ctx.take_lock()  # and the environment check (runtime.Context.take_lock)
     with ctx.lock_mutex:
         tracking.ensure_tables(conn)
@@ -100,8 +107,7 @@ def run(ctx: Context) -> None:
                  count=len(plan.integrity.unverified),
                  reason="applied without a content checksum (e.g. by the yoyo CLI); "
                         "recording the current file's checksum")
-    parsing = _parse_ahead(plan.pending)
-    check_schema(ctx, reapplied=[m.id for m in plan.integrity.reapplied])
+    check_schema(ctx, reapplied=[m.id for m in plan.integrity.reapplied], helper="migrate")
     for row in plan.state.applied:
         log.debug("migration.skipped", migration=row.id, reason="already applied")
     _log_deferred(ctx, plan)
@@ -142,6 +148,15 @@ def _parse_ahead(pending: list[Migration]) -> threading.Thread | None:
     thread = threading.Thread(target=parse, name="parse-ahead", daemon=True)
     thread.start()
     return thread
+
+
+def _pending_now(conn: psycopg.Connection[Any], found: MigrationSet) -> list[Migration]:
+    """The migrations not applied yet, read without the lock: only a guess of the plan, for
+    parsing ahead (the plan under the lock is what counts)."""
+    from job.drift import store
+
+    applied = set(store.applied_ids(conn))
+    return [m for m in found.migrations if m.id not in applied]
 
 
 def _log_deferred(ctx: Context, plan: Plan) -> None:
@@ -185,15 +200,23 @@ def refuse_on_integrity(ctx: Context, plan: Plan) -> None:
                         message=message)
 
 
-def check_schema(ctx: Context, reapplied: list[str] | None = None) -> None:
+def check_schema(ctx: Context, reapplied: list[str] | None = None,
+                 helper: str | None = None) -> None:
     """Schema drift since the last recording: exit 5, or a warning (MIGRATE_ON_SCHEMA_DRIFT).
-    ``reapplied``: migrations the yoyo CLI applied again (re-adopted): not drift."""
+    ``reapplied``: migrations the yoyo CLI applied again (re-adopted): not drift.
+    ``helper``: a prefetched connection (purpose) that reads half of the catalog in parallel
+    before its own use; the lock is held, so it reads what the lock's session would."""
     from job import drift
 
     assert ctx.lock_conn is not None
-    with ctx.lock_mutex:
-        verdict = drift.check(ctx.lock_conn, ctx.settings, ctx.log, command=ctx.command,
-                              run_id=ctx.run_id, reapplied=reapplied)
+    second = ctx.borrow(helper) if helper else None
+    try:
+        with ctx.lock_mutex:
+            verdict = drift.check(ctx.lock_conn, ctx.settings, ctx.log, command=ctx.command,
+                                  run_id=ctx.run_id, reapplied=reapplied, helper=second)
+    finally:
+        if second is not None and helper:
+            ctx.give_back(helper, second)
     if verdict.changes and verdict.state != "clean":
         ctx.summary.extra["schema_drift"] = verdict.texts(limit=10)
 

@@ -61,6 +61,8 @@ class Context:
     lock_mutex: threading.Lock = field(default_factory=threading.Lock)
     # Connections being opened ahead of use (db.Prefetch), closed by close() if never taken.
     prefetched: dict[str, db.Prefetch] = field(default_factory=dict)
+    # Opened connections lent out once before their own use (``borrow``) and given back idle.
+    ready: dict[str, psycopg.Connection[Any]] = field(default_factory=dict)
     _get_params: Callable[[bool], db.ConnParams] | None = None
 
     # -- connections ---------------------------------------------------------------------------
@@ -120,7 +122,7 @@ class Context:
 
     def prefetch(self, purpose: str) -> None:
         """Start opening the ``purpose`` connection now (migrate, yoyo-lock), for later."""
-        if purpose not in self.prefetched:
+        if purpose not in self.prefetched and purpose not in self.ready:
             self.prefetched[purpose] = db.Prefetch(
                 self.get_params(False), autocommit=False, purpose=purpose)
 
@@ -128,6 +130,9 @@ class Context:
         """The prefetched ``purpose`` connection, or a new one."""
         import psycopg
 
+        ready = self.ready.pop(purpose, None)
+        if ready is not None:
+            return ready
         ahead = self.prefetched.pop(purpose, None)
         if ahead is not None:
             try:
@@ -135,6 +140,29 @@ class Context:
             except psycopg.OperationalError:
                 pass  # opened too early (the server was still starting): once more, now
         return db.connect(self.get_params(False), autocommit=False, purpose=purpose)
+
+    def borrow(self, purpose: str) -> psycopg.Connection[Any] | None:
+        """The prefetched ``purpose`` connection for a short read before its own use (the
+        schema check's second session), or None if none was prefetched or it failed to open
+        (the read then runs on one session; the real use connects again). Hand it back with
+        ``give_back``."""
+        ready = self.ready.pop(purpose, None)
+        if ready is not None:
+            return ready
+        ahead = self.prefetched.pop(purpose, None)
+        if ahead is None:
+            return None
+        try:
+            return ahead.take()
+        except Exception:
+            return None
+
+    def give_back(self, purpose: str, conn: psycopg.Connection[Any]) -> None:
+        """Keep a borrowed connection for its own use, if it is still idle and healthy."""
+        if conn.closed or conn.info.transaction_status != 0:
+            _close_quietly(conn)
+            return
+        self.ready[purpose] = conn
 
     def connect_migration(self) -> psycopg.Connection[Any]:
         """The one connection all migration statements of this run use."""
@@ -164,6 +192,9 @@ class Context:
         for ahead in self.prefetched.values():
             ahead.discard()
         self.prefetched.clear()
+        for conn in self.ready.values():
+            _close_quietly(conn)
+        self.ready.clear()
         if self.yoyo_guard is not None:
             self.yoyo_guard.stop()
             self.yoyo_guard = None

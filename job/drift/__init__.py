@@ -97,29 +97,32 @@ def managed_schemas(conn: psycopg.Connection[Any], settings: Settings) -> list[s
 
 
 def take(conn: psycopg.Connection[Any], settings: Settings,
-         schemas: list[str] | None = None) -> Snapshot:
-    """Read the managed schemas from the catalog now."""
+         schemas: list[str] | None = None,
+         helper: psycopg.Connection[Any] | None = None) -> Snapshot:
+    """Read the managed schemas from the catalog now (``helper``: see ``catalog.read``)."""
     from job.drift import catalog, store
 
     started = time.monotonic()
     names = schemas if schemas is not None else managed_schemas(conn, settings)
-    description = catalog.read(conn, names)
+    description = catalog.read(conn, names, helper)
     major = conn.info.server_version // 10000
     return Snapshot(names, description, store.fingerprint(description), major,
                     time.monotonic() - started)
 
 
 def inspect(conn: psycopg.Connection[Any], settings: Settings,
-            reapplied: list[str] | None = None) -> Verdict:
+            reapplied: list[str] | None = None,
+            helper: psycopg.Connection[Any] | None = None) -> Verdict:
     """Compare the database with its record, changing nothing (status, plan, and check).
     ``reapplied``: migrations the yoyo CLI applied again since we recorded them (their
-    changes are a tool's, not drift)."""
+    changes are a tool's, not drift). ``helper``: a second idle session that reads part of
+    the catalog in parallel (``catalog.read``)."""
     from job.drift import catalog, store
 
     # The stored description (hundreds of KiB for a large schema) is fetched only when the
     # fingerprints differ: a clean no-op deploy reads the catalog and compares one hash.
     recorded = store.latest(conn, with_description=False)
-    snap = take(conn, settings)
+    snap = take(conn, settings, helper=helper)
     if recorded is None:
         return Verdict("unrecorded", snapshot=snap)
     stale: list[str] = []
@@ -156,16 +159,18 @@ def inspect(conn: psycopg.Connection[Any], settings: Settings,
 
 def check(conn: psycopg.Connection[Any], settings: Settings, log: Any, *,
           command: str = "run", run_id: str | None = None,
-          reapplied: Sequence[str] | None = None) -> Verdict:
+          reapplied: Sequence[str] | None = None,
+          helper: psycopg.Connection[Any] | None = None) -> Verdict:
     """Before a command changes the schema (under the lock): refuse on drift (exit 5), or with
     MIGRATE_ON_SCHEMA_DRIFT=warn log it and record the schema as it is; record a first
     fingerprint, or re-record a stale one, without refusing. ``reapplied``: migrations the
     yoyo CLI rolled back and applied again since they were recorded (their new content explains
-    a difference, so the record is stale rather than drifted)."""
+    a difference, so the record is stale rather than drifted). ``helper``: a second idle
+    session of ours, opened under the same lock, that reads part of the catalog in parallel."""
     from job.drift import store
 
     store.ensure(conn)
-    verdict = inspect(conn, settings, list(reapplied or []))
+    verdict = inspect(conn, settings, list(reapplied or []), helper)
     snap = verdict.snapshot
     assert snap is not None
     fields = {"schemas": snap.schemas, "read_s": round(snap.seconds, 3)}
