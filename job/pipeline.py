@@ -153,9 +153,15 @@ def _parse_ahead(pending: list[Migration]) -> threading.Thread | None:
 def _pending_now(conn: psycopg.Connection[Any], found: MigrationSet) -> list[Migration]:
     """The migrations not applied yet, read without the lock: only a guess of the plan, for
     parsing ahead (the plan under the lock is what counts)."""
-    from job.drift import store
-
-    applied = set(store.applied_ids(conn))
+    row = conn.execute("SELECT to_regclass('_yoyo_migration') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return list(found.migrations)
+    # As many applied as there are files: most likely nothing pending (a no-op deploy), not
+    # worth fetching every id to find out.
+    count = conn.execute("SELECT count(*) FROM _yoyo_migration").fetchone()
+    if count and count[0] >= len(found.migrations):
+        return []
+    applied = {r[0] for r in conn.execute("SELECT migration_id FROM _yoyo_migration")}
     return [m for m in found.migrations if m.id not in applied]
 
 
