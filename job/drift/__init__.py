@@ -46,11 +46,14 @@ LOG_CHANGES = 25
 @dataclass
 class Snapshot:
     schemas: list[str]
-    description: Description
+    # None when only the catalog digest was read and it equalled the record's: the
+    # description is then the recorded one, unread (``digest`` is the record's fingerprint).
+    description: Description | None
     digest: str
     server_major: int
     seconds: float
     text: str | None = None  # the description's canonical JSON (hashed, then stored)
+    catalog_digest: str | None = None  # the server's digest of the rows read (catalog.digest)
 
 
 @dataclass
@@ -104,11 +107,11 @@ def take(conn: psycopg.Connection[Any], settings: Settings,
 
     started = time.monotonic()
     names = schemas if schemas is not None else managed_schemas(conn, settings)
-    description = catalog.read(conn, names, helper)
+    description, catalog_digest = catalog.read_with_digest(conn, names, helper)
     major = conn.info.server_version // 10000
     text = store.canonical(description)
     return Snapshot(names, description, store.fingerprint(description, text), major,
-                    time.monotonic() - started, text)
+                    time.monotonic() - started, text, catalog_digest)
 
 
 def inspect(conn: psycopg.Connection[Any], settings: Settings,
@@ -123,16 +126,17 @@ def inspect(conn: psycopg.Connection[Any], settings: Settings,
     # The stored description (hundreds of KiB for a large schema) is fetched only when the
     # fingerprints differ: a clean no-op deploy reads the catalog and compares one hash.
     recorded = store.latest(conn, with_description=False)
-    snap = take(conn, settings, helper=helper)
     if recorded is None:
-        return Verdict("unrecorded", snapshot=snap)
+        return Verdict("unrecorded", snapshot=take(conn, settings, helper=helper))
+    names = managed_schemas(conn, settings)
+    major = conn.info.server_version // 10000
     stale: list[str] = []
     if recorded.format != catalog.FORMAT:
         stale.append(f"recorded in description format {recorded.format} (this migrate-job "
                      f"reads format {catalog.FORMAT})")
-    if recorded.server_major != snap.server_major:
+    if recorded.server_major != major:
         stale.append(f"recorded on PostgreSQL {recorded.server_major}, the server is now "
-                     f"PostgreSQL {snap.server_major} (catalog deparsing may differ)")
+                     f"PostgreSQL {major} (catalog deparsing may differ)")
     if recorded.in_flight:
         stale.append(f"a run did not finish recording: {recorded.in_flight}")
     if reapplied:
@@ -147,10 +151,23 @@ def inspect(conn: psycopg.Connection[Any], settings: Settings,
             f"no longer applied: {_few(removed)}" if removed else ""]))
         stale.append("migrations changed without a schema recording (an interrupted run, or "
                      f"another tool such as the yoyo CLI): {what}")
+    if not stale and recorded.catalog_digest and sorted(recorded.schemas) == names:
+        # First ask the server only for the digest of what the catalog queries return: equal
+        # means the same rows as recorded, so the same description (catalog.py); the rows
+        # are then neither sent, nor built into a description, nor hashed. Different (or a
+        # record without one) is not drift by itself: the full read below decides.
+        started = time.monotonic()
+        now = catalog.digest(conn, names, helper)
+        if now == recorded.catalog_digest:
+            return Verdict("clean", [], [], recorded, Snapshot(
+                names, None, recorded.fingerprint, major, time.monotonic() - started,
+                catalog_digest=now))
+    snap = take(conn, settings, names, helper)
     common = sorted(set(recorded.schemas) & set(snap.schemas))
     if not stale and recorded.fingerprint == snap.digest and sorted(recorded.schemas) == snap.schemas:
         return Verdict("clean", [], [], recorded, snap)
     recorded.description = store.description_of(conn, recorded.id)
+    assert snap.description is not None
     changes = compare(recorded.description, snap.description, common)
     if stale:
         return Verdict("stale", changes, stale, recorded, snap)
@@ -210,7 +227,14 @@ def check(conn: psycopg.Connection[Any], settings: Settings, log: Any, *,
             # Only differences that are not drift (an INVALID index rebuilt): keep the record
             # current so the next run compares one hash again.
             _write(conn, settings, snap, reason=f"{command}: repairs recorded", run_id=run_id)
-        log.info("schema.unchanged", fingerprint=snap.digest[:12], **fields)
+        elif (verdict.recorded and snap.catalog_digest
+              and verdict.recorded.catalog_digest != snap.catalog_digest):
+            # The description is the recorded one, the rows behind it differ (or the record
+            # came from an earlier version, without a digest): keep the digest of these rows,
+            # so the next run can compare digests again.
+            store.set_catalog_digest(conn, verdict.recorded.id, snap.catalog_digest)
+        log.info("schema.unchanged", fingerprint=snap.digest[:12],
+                 compared="digest" if snap.description is None else "description", **fields)
     return verdict
 
 
@@ -235,7 +259,10 @@ def record(conn: psycopg.Connection[Any], settings: Settings, log: Any, reason: 
     if (previous is not None and previous.fingerprint == snap.digest
             and sorted(previous.migrations) == applied and not previous.in_flight
             and sorted(previous.schemas) == snap.schemas):
+        if snap.catalog_digest and previous.catalog_digest != snap.catalog_digest:
+            store.set_catalog_digest(conn, previous.id, snap.catalog_digest)  # as in check
         return []
+    assert snap.description is not None
     changes = [] if previous is None or previous.fingerprint == snap.digest else compare(
         store.description_of(conn, previous.id), snap.description, snap.schemas)
     _write(conn, settings, snap, reason=reason, run_id=run_id, applied=applied)
@@ -276,11 +303,13 @@ def _write(conn: psycopg.Connection[Any], settings: Settings, snap: Snapshot, *,
            run_id: str | None, applied: list[str] | None = None) -> None:
     from job.drift import catalog, store
 
+    assert snap.description is not None  # a digest-only snapshot is never written
     store.insert(conn, reason=reason[:200], user=settings.user, run_id=run_id,
                  fmt=catalog.FORMAT, server_major=snap.server_major, schemas=snap.schemas,
                  digest=snap.digest,
                  migrations=applied if applied is not None else store.applied_ids(conn),
-                 description=snap.description, text=snap.text)
+                 description=snap.description, text=snap.text,
+                 catalog_digest=snap.catalog_digest)
 
 
 def _since(v: Verdict) -> str:

@@ -36,9 +36,13 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     fingerprint TEXT NOT NULL,
     migrations TEXT[] NOT NULL,
     in_flight TEXT,
-    description JSONB NOT NULL
+    description JSONB NOT NULL,
+    catalog_digest TEXT
 )
 """
+# Added after the first release: a table an earlier version created gets it under the lock
+# (ensure); records it writes leave it NULL, which only means "compare the description".
+ADD_DIGEST_SQL = f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS catalog_digest TEXT"
 
 
 @dataclass
@@ -53,6 +57,9 @@ class Recorded:
     migrations: list[str]
     in_flight: str | None
     description: Description
+    # The server's digest of the catalog rows the description was built from (catalog.digest);
+    # None in records of earlier versions.
+    catalog_digest: str | None = None
 
 
 def canonical(description: Description) -> str:
@@ -68,30 +75,52 @@ def fingerprint(description: Description, text: str | None = None) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _state(conn: psycopg.Connection[Any]) -> tuple[bool, bool]:
+    """(the table exists, it has the catalog_digest column), in one round trip."""
+    row = conn.execute(
+        "SELECT to_regclass(%s) IS NOT NULL, EXISTS (SELECT 1 FROM pg_catalog.pg_attribute "
+        "WHERE attrelid = to_regclass(%s) AND attname = 'catalog_digest' "
+        "AND NOT attisdropped)", (TABLE, TABLE)).fetchone()
+    return (bool(row[0]), bool(row[1])) if row else (False, False)
+
+
 def exists(conn: psycopg.Connection[Any]) -> bool:
-    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (TABLE,)).fetchone()
-    return bool(row and row[0])
+    return _state(conn)[0]
 
 
 def ensure(conn: psycopg.Connection[Any]) -> None:
-    """Create the table if missing. Call only while holding the migration lock."""
-    if not exists(conn):
+    """Create the table if missing, or add what an earlier version's lacks. Call only while
+    holding the migration lock."""
+    table, has_digest = _state(conn)
+    if not table:
         conn.execute(CREATE_SQL)
+    elif not has_digest:
+        conn.execute(ADD_DIGEST_SQL)
 
 
 def latest(conn: psycopg.Connection[Any], *, with_description: bool = True
            ) -> Recorded | None:
-    if not exists(conn):
+    table, has_digest = _state(conn)  # read-only commands never add the column: ask
+    if not table:
         return None
     cols = "description" if with_description else "NULL"
+    digest = "catalog_digest" if has_digest else "NULL"
     row = conn.execute(
         f"SELECT id, recorded_at_utc, reason, format, server_major, schemas, fingerprint, "
-        f"migrations, in_flight, {cols} FROM {TABLE} ORDER BY id DESC LIMIT 1").fetchone()
+        f"migrations, in_flight, {cols}, {digest} FROM {TABLE} ORDER BY id DESC LIMIT 1"
+    ).fetchone()
     if row is None:
         return None
     return Recorded(id=row[0], recorded_at=row[1], reason=row[2], format=row[3],
                     server_major=row[4], schemas=list(row[5]), fingerprint=row[6],
-                    migrations=list(row[7]), in_flight=row[8], description=row[9] or {})
+                    migrations=list(row[7]), in_flight=row[8], description=row[9] or {},
+                    catalog_digest=row[10])
+
+
+def set_catalog_digest(conn: psycopg.Connection[Any], record_id: int, digest: str) -> None:
+    """Complete a record whose description is still what the catalog says (its fingerprint
+    equals the one just read) with the digest of the rows just read."""
+    conn.execute(f"UPDATE {TABLE} SET catalog_digest = %s WHERE id = %s", (digest, record_id))
 
 
 def description_of(conn: psycopg.Connection[Any], record_id: int) -> Description:
@@ -102,7 +131,8 @@ def description_of(conn: psycopg.Connection[Any], record_id: int) -> Description
 
 def insert(conn: psycopg.Connection[Any], *, reason: str, user: str, run_id: str | None,
            fmt: int, server_major: int, schemas: list[str], digest: str,
-           migrations: list[str], description: Description, text: str | None = None) -> None:
+           migrations: list[str], description: Description, text: str | None = None,
+           catalog_digest: str | None = None) -> None:
     """``text``: the description's canonical JSON when the caller has it (the fingerprint was
     computed from it), so it is not serialised a second time (~3 ms for 500 tables)."""
     import contextlib
@@ -113,10 +143,10 @@ def insert(conn: psycopg.Connection[Any], *, reason: str, user: str, run_id: str
     with conn.transaction() if conn.autocommit else contextlib.nullcontext():
         conn.execute(
             f"INSERT INTO {TABLE} (reason, recorded_by, run_id, job_version, format, "
-            "server_major, schemas, fingerprint, migrations, description) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
+            "server_major, schemas, fingerprint, migrations, description, catalog_digest) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)",
             (reason, user, run_id, __version__, fmt, server_major, schemas, digest, migrations,
-             value))
+             value, catalog_digest))
         conn.execute(f"DELETE FROM {TABLE} WHERE id <= (SELECT max(id) - %s FROM {TABLE})",
                      (KEEP,))
 

@@ -496,3 +496,112 @@ def test_accept_schema_on_a_terminal_lists_the_changes_before_asking(
             proc.kill()
         os.close(master)
     assert run_job("run", env=env).returncode == 0
+
+
+# -- the catalog digest: a shortcut that never decides "drift" on its own -------------------------
+def _latest_digest(url: str) -> str | None:
+    return scalar(url, "SELECT catalog_digest FROM _migrate_job_schema ORDER BY id DESC LIMIT 1")
+
+
+def _unchanged(res) -> dict:
+    [event] = [e for e in events(res.stderr) if e["event"] == "schema.unchanged"]
+    return event
+
+
+def test_a_clean_no_op_compares_the_server_digest_only(database_url, run_job, tmp_path):
+    mdir = tmp_path / "m"
+    _base(mdir)
+    env = env_for(database_url, mdir)
+    assert run_job("run", env=env).returncode == 0
+    recorded = _latest_digest(database_url)
+    assert recorded and len(recorded) == 64
+    res = run_job("run", env=env)
+    assert res.returncode == 0, res.stderr
+    assert _unchanged(res)["compared"] == "digest"
+    assert _latest_digest(database_url) == recorded
+
+
+def test_a_hand_made_change_is_drift_when_the_record_has_a_digest(
+        database_url, run_job, tmp_path):
+    mdir = tmp_path / "m"
+    _base(mdir)
+    env = env_for(database_url, mdir)
+    assert run_job("run", env=env).returncode == 0
+    assert _latest_digest(database_url)
+    _by_hand(database_url, "ALTER TABLE users ALTER COLUMN score SET DEFAULT 10")
+    res, s = _run(run_job, env, "run")
+    assert res.returncode == 5, res.stderr
+    assert "default of column public.users.score changed (was 0, now 10)" in s["message"]
+
+
+def test_a_record_without_digest_is_compared_in_full_and_completed(
+        database_url, run_job, tmp_path):
+    """Records of an earlier version have no catalog_digest (nor the column): the full
+    description decides, and the digest of what was read is added for the next run."""
+    mdir = tmp_path / "m"
+    _base(mdir)
+    env = env_for(database_url, mdir)
+    assert run_job("run", env=env).returncode == 0
+    _by_hand(database_url, "ALTER TABLE _migrate_job_schema DROP COLUMN catalog_digest")
+    st = run_job("status", "--json", env=env)  # read-only: works without the column
+    assert st.returncode == 0, st.stderr
+    assert json.loads(st.stdout)["schema"]["state"] == "clean"
+    res = run_job("run", env=env)
+    assert res.returncode == 0, res.stderr
+    assert _unchanged(res)["compared"] == "description"
+    assert _latest_digest(database_url)
+    assert _unchanged(run_job("run", env=env))["compared"] == "digest"
+    # and a change made while the record had no digest is still drift
+    _by_hand(database_url, "UPDATE _migrate_job_schema SET catalog_digest = NULL",
+             "ALTER TABLE users ADD COLUMN nickname text")
+    res, s = _run(run_job, env, "run")
+    assert res.returncode == 5, res.stderr
+    assert "column public.users.nickname added" in s["message"]
+
+
+def test_a_different_digest_with_the_same_description_is_clean_and_re_recorded(
+        database_url, run_job, tmp_path):
+    """The digest covers raw catalog rows, the description normalises some of them (a
+    function's whitespace): rows that differ that way are not drift."""
+    mdir = tmp_path / "m"
+    _base(mdir)
+    env = env_for(database_url, mdir)
+    assert run_job("run", env=env).returncode == 0
+    before = _latest_digest(database_url)
+    count = scalar(database_url, "SELECT count(*) FROM _migrate_job_schema")
+    _by_hand(database_url, "CREATE OR REPLACE FUNCTION user_count() RETURNS bigint LANGUAGE sql "
+             "STABLE AS $$\n    SELECT count(*)\n    FROM users\n$$")
+    res = run_job("run", env=env)
+    assert res.returncode == 0, res.stderr
+    assert _unchanged(res)["compared"] == "description"
+    after = _latest_digest(database_url)
+    assert after and after != before
+    assert scalar(database_url, "SELECT count(*) FROM _migrate_job_schema") == count  # updated
+    assert _unchanged(run_job("run", env=env))["compared"] == "digest"
+    # a digest that matches nothing (corrupted) is not drift either
+    _by_hand(database_url, "UPDATE _migrate_job_schema SET catalog_digest = 'bogus'")
+    res = run_job("run", env=env)
+    assert res.returncode == 0, res.stderr
+    assert _unchanged(res)["compared"] == "description"
+    assert _latest_digest(database_url) == after
+
+
+def test_digest_equals_the_digest_of_the_rows_read(database_url):
+    """catalog.digest (server only) and read_with_digest (rows and digest in one statement)
+    agree, and the split over a second session changes nothing."""
+    import psycopg
+
+    from job.drift import catalog
+
+    query(database_url, BASE)
+    with psycopg.connect(database_url, autocommit=True) as a, \
+            psycopg.connect(database_url) as b:
+        full, with_rows = catalog.read_with_digest(a, ["public"])
+        assert catalog.read(a, ["public"], b) == full
+        assert catalog.read_with_digest(a, ["public"], b) == (full, with_rows)
+        assert catalog.digest(a, ["public"]) == with_rows
+        assert catalog.digest(a, ["public"], b) == with_rows
+        assert b.info.transaction_status == 0  # the helper ended its read's transaction
+        assert catalog.digest(a, ["public", "other"]) != with_rows  # parameters count
+        a.execute("ALTER TABLE users ADD COLUMN nickname text")
+        assert catalog.digest(a, ["public"], b) != with_rows
