@@ -252,15 +252,18 @@ def ensure_tables(conn: psycopg.Connection[Any]) -> None:
         return
     if not yoyo_exists:
         _check_create_privilege(conn)
+    else:
         # yoyo's pre-6.0 layout (id/ctime) would need yoyo's own upgrade; refuse clearly.
-    row = conn.execute(
-        "SELECT count(*) FROM information_schema.columns "
-        "WHERE table_name = '_yoyo_migration' AND column_name = 'migration_hash' "
-        "AND table_schema = current_schema()"
-    ).fetchone()
-    if yoyo_exists and row and row[0] == 0:
-        raise ConfigError("_yoyo_migration has yoyo's pre-6.0 layout: run `yoyo apply` once "
-                          "with yoyo 9 to upgrade it, then rerun")
+        # (Only asked when the table exists: on a fresh database information_schema's
+        # planning on a new session is a few ms for an answer known in advance.)
+        row = conn.execute(
+            "SELECT count(*) FROM information_schema.columns "
+            "WHERE table_name = '_yoyo_migration' AND column_name = 'migration_hash' "
+            "AND table_schema = current_schema()"
+        ).fetchone()
+        if row and row[0] == 0:
+            raise ConfigError("_yoyo_migration has yoyo's pre-6.0 layout: run `yoyo apply` "
+                              "once with yoyo 9 to upgrade it, then rerun")
     with conn.transaction():
         conn.execute(CREATE_SQL)
         conn.execute(
