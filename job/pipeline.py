@@ -74,18 +74,27 @@ class Plan:
 
 
 # -- run ---------------------------------------------------------------------------------------
+# From this many migrations on, `run` opens the migrations' session at the start (the schema
+# check reads half of the catalog on it) and parses ahead before the lock. A long history stands
+# for a schema whose catalog read is worth splitting (500 tables: -12 ms); on a short one the
+# third session and the early guess cost more than they save (30 tables: a no-op 4% slower).
+MANY_MIGRATIONS = 100
+
+
 def run(ctx: Context) -> None:
     settings, log = ctx.settings, ctx.log
     found = migrations.read(settings.migrations_dir)
     ctx.prefetch("yoyo-lock")  # opens alongside the lock's own session
-    # The migrations' session opens now too: the schema check reads half of the catalog on it
-    # (check_schema), then the apply uses it.
-    ctx.prefetch("migrate")
+    big = len(found.migrations) >= MANY_MIGRATIONS
+    if big:
+        # The migrations' session opens now too: the schema check reads half of the catalog
+        # on it (check_schema), then the apply uses it.
+        ctx.prefetch("migrate")
     conn = ctx.connect_admin()
     # Parsing starts before the lock, on what is pending now (a read, no lock needed): the
     # second thread gets the lock's and the plan's round trips as a head start. The gate
     # parses whatever the plan under the lock adds.
-    parsing = _parse_ahead(_pending_now(conn, found))
+    parsing = _parse_ahead(_pending_now(conn, found)) if big else None
     ctx.take_lock()  # and the environment check (runtime.Context.take_lock)
     with ctx.lock_mutex:
         tracking.ensure_tables(conn)
@@ -107,7 +116,10 @@ def run(ctx: Context) -> None:
                  count=len(plan.integrity.unverified),
                  reason="applied without a content checksum (e.g. by the yoyo CLI); "
                         "recording the current file's checksum")
-    check_schema(ctx, reapplied=[m.id for m in plan.integrity.reapplied], helper="migrate")
+    if parsing is None:
+        parsing = _parse_ahead(plan.pending)  # while the schema check waits for the server
+    check_schema(ctx, reapplied=[m.id for m in plan.integrity.reapplied],
+                 helper="migrate" if big else None)
     for row in plan.state.applied:
         log.debug("migration.skipped", migration=row.id, reason="already applied")
     _log_deferred(ctx, plan)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +89,12 @@ def exists(conn: psycopg.Connection[Any]) -> bool:
     return _state(conn)[0]
 
 
+# What ``ensure`` just made sure of, for the ``latest`` that follows it at once (check and
+# record call them back to back): one catalog round trip less, used once, so a table that
+# something drops or restores later in the command is asked about again.
+_ENSURED: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
 def ensure(conn: psycopg.Connection[Any]) -> None:
     """Create the table if missing, or add what an earlier version's lacks. Call only while
     holding the migration lock."""
@@ -96,11 +103,13 @@ def ensure(conn: psycopg.Connection[Any]) -> None:
         conn.execute(CREATE_SQL)
     elif not has_digest:
         conn.execute(ADD_DIGEST_SQL)
+    _ENSURED[conn] = True
 
 
 def latest(conn: psycopg.Connection[Any], *, with_description: bool = True
            ) -> Recorded | None:
-    table, has_digest = _state(conn)  # read-only commands never add the column: ask
+    # Read-only commands never add the column: ask, unless ensure() just made it so.
+    table, has_digest = (True, True) if _ENSURED.pop(conn, False) else _state(conn)
     if not table:
         return None
     cols = "description" if with_description else "NULL"
