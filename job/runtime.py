@@ -130,15 +130,10 @@ class Context:
         """The prefetched ``purpose`` connection, or a new one."""
         import psycopg
 
-        ready = self.ready.pop(purpose, None)
-        if ready is not None:
-            return ready
-        ahead = self.prefetched.pop(purpose, None)
-        if ahead is not None:
-            try:
-                return ahead.take()
-            except psycopg.OperationalError:
-                pass  # opened too early (the server was still starting): once more, now
+        # A prefetch opened too early (the server was still starting) fails: once more, now.
+        opened = self._opened(purpose, psycopg.OperationalError)
+        if opened is not None:
+            return opened
         return db.connect(self.get_params(False), autocommit=False, purpose=purpose)
 
     def borrow(self, purpose: str) -> psycopg.Connection[Any] | None:
@@ -146,6 +141,12 @@ class Context:
         schema check's second session), or None if none was prefetched or it failed to open
         (the read then runs on one session; the real use connects again). Hand it back with
         ``give_back``."""
+        return self._opened(purpose, Exception)
+
+    def _opened(self, purpose: str,
+                tolerated: type[Exception]) -> psycopg.Connection[Any] | None:
+        """A connection given back, else the prefetched one once open; None if there is
+        neither or opening it raised ``tolerated``."""
         ready = self.ready.pop(purpose, None)
         if ready is not None:
             return ready
@@ -154,7 +155,7 @@ class Context:
             return None
         try:
             return ahead.take()
-        except Exception:
+        except tolerated:
             return None
 
     def give_back(self, purpose: str, conn: psycopg.Connection[Any]) -> None:
